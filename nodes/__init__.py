@@ -1,0 +1,1 @@
+"""ComfyUI nodes of PreciseCache (thin: the math lives in precisecache_core)."""

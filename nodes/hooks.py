@@ -1,0 +1,224 @@
+"""Glue between ComfyUI's public extension points and the per-run core state.
+
+Only public extension points are used:
+* ``OUTER_SAMPLE`` wrapper (key ``precisecache``): creates a fresh :class:`PreciseCacheRun` per
+  sampling run on a clone of the guider's model options, validates the latent against the
+  settings before the first step, and always finishes the run (report, log line, buffers freed),
+  also when sampling fails or is interrupted.
+* ``DIFFUSION_MODEL`` wrapper (same key): per denoiser call, runs the trial forward at the first
+  call of each sampler step, answers skipped steps from the cache, stores computed predictions.
+* ``patches_replace["dit"][(block_type, i)]``: one :class:`BlockPatch` per transformer block, which
+  chains to a patch another node installed before it instead of overwriting it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import deque
+from typing import Any
+
+import torch
+
+import comfy.model_patcher
+import comfy.patcher_extension
+
+from ..precisecache_core import BlockCacheConfig, LFCacheConfig, PreciseCacheRun, RunReport
+from ..precisecache_core.trial import check_factors_fit, pool, pool_aligned
+from .models import model_support
+
+WRAPPER_KEY = "precisecache"
+SETUP_KEY = "precisecache_setup"
+RUN_KEY = "precisecache_run"
+PLAN_KEY = "precisecache_call"
+TRIAL_KEY = "precisecache_trial"
+
+log = logging.getLogger("PreciseCache")
+
+
+class ReportLog:
+    """Reports of the runs made with one patched model (shared by its clones)."""
+
+    def __init__(self, keep: int = 32):
+        self.reports: deque[RunReport] = deque(maxlen=keep)
+        self.runs = 0
+
+    def record(self, report: RunReport) -> None:
+        self.runs += 1
+        self.reports.append(report)
+
+    @property
+    def latest(self) -> RunReport | None:
+        return self.reports[-1] if self.reports else None
+
+    def __deepcopy__(self, memo) -> "ReportLog":
+        return self  # clones of a patched model report into the same log
+
+
+@dataclasses.dataclass(frozen=True)
+class PreciseCacheSetup:
+    """What the nodes configured on a model: stored in its ``transformer_options``."""
+
+    lf: LFCacheConfig | None = None
+    block: BlockCacheConfig | None = None
+    reports: ReportLog = dataclasses.field(default_factory=ReportLog)
+
+    def describe(self) -> str:
+        parts = []
+        if self.lf:
+            lf = self.lf
+            parts.append(f"LFCache alpha={lf.alpha:g} trial={'x'.join(map(str, lf.trial_downsample))} "
+                         f"radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
+        if self.block:
+            b = self.block
+            parts.append(f"BlockCache pivotal={b.pivotal_ratio:g} refresh={b.refresh_interval} "
+                         f"window={b.start_percent:g}-{b.end_percent:g} ranking={b.ranking}")
+        return "; ".join(parts) or "off"
+
+    def __deepcopy__(self, memo) -> "PreciseCacheSetup":
+        return self  # immutable
+
+
+def get_setup(model) -> PreciseCacheSetup | None:
+    return model.model_options.get("transformer_options", {}).get(SETUP_KEY)
+
+
+def apply_setup(model, *, lf: LFCacheConfig | None = None, block: BlockCacheConfig | None = None):
+    """Clone ``model`` and add LFCache and/or BlockCache to it; the input model is left untouched.
+
+    Raises :class:`models.UnsupportedModelError` for models other than Wan, HunyuanVideo, LTX-Video.
+    """
+    support = model_support(model)
+    patched = model.clone()
+    old = get_setup(patched)
+    setup = PreciseCacheSetup(lf=lf or (old.lf if old else None), block=block or (old.block if old else None),
+                              reports=old.reports if old else ReportLog())
+    patched.model_options.setdefault("transformer_options", {})[SETUP_KEY] = setup
+    wrappers = comfy.patcher_extension.WrappersMP
+    if not patched.get_wrappers(wrappers.OUTER_SAMPLE, WRAPPER_KEY):
+        patched.add_wrapper_with_key(wrappers.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
+        patched.add_wrapper_with_key(wrappers.DIFFUSION_MODEL, WRAPPER_KEY, diffusion_model_wrapper)
+    if block is not None:
+        _install_block_patches(patched, support.block_keys)
+    return patched
+
+
+def _install_block_patches(model, block_keys) -> None:
+    dit = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
+    for block_type, index in block_keys:
+        previous = dit.get((block_type, index))
+        if isinstance(previous, BlockPatch):
+            continue
+        model.set_model_patch_replace(BlockPatch((block_type, index), previous), "dit", block_type, index)
+
+
+class BlockPatch:
+    """Replacement for one transformer block: computes it, or adds its cached residual."""
+
+    def __init__(self, block_key: tuple[str, int], previous=None):
+        self.block_key = block_key
+        self.previous = previous
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        if self.previous is not None:
+            def compute(a: dict) -> dict:
+                return self.previous(a, extra)
+        else:
+            compute = extra["original_block"]
+        options = args.get("transformer_options") or {}
+        plan = options.get(PLAN_KEY)
+        run: PreciseCacheRun | None = options.get(RUN_KEY)
+        if plan is None or run is None or plan.block_phase is None:
+            return compute(args)
+        return run.run_block(plan, self.block_key, args, compute)
+
+    def __deepcopy__(self, memo) -> "BlockPatch":
+        return self  # immutable: clones share it
+
+
+# -- wrappers ---------------------------------------------------------------------------------
+def outer_sample_wrapper(executor, *args, **kwargs):
+    """Create the run's state, validate the latent, always finish and free it."""
+    guider = executor.class_obj
+    original_options = guider.model_options
+    guider.model_options = comfy.model_patcher.create_model_options_clone(original_options)
+    options = guider.model_options["transformer_options"]
+    setup: PreciseCacheSetup = options[SETUP_KEY]
+    noise, sigmas = args[0], args[3]
+    run = None
+    try:
+        support = model_support(guider.model_patcher)
+        latent_shape = tuple(noise.shape)
+        if setup.lf is not None and setup.lf.alpha > 0:
+            check_factors_fit(setup.lf.trial_downsample, latent_shape)
+        model_sampling = guider.model_patcher.get_model_object("model_sampling")
+        run = PreciseCacheRun(setup.lf, setup.block, sigmas.detach().float().cpu().tolist(), latent_shape,
+                              model_sampling.percent_to_sigma, blocks_per_forward=len(support.block_keys),
+                              model_name=support.name, settings=setup.describe())
+        options[RUN_KEY] = run
+        for note in run.report.notes:
+            log.info("PreciseCache - %s", note)
+        result = executor(*args, **kwargs)
+        report = run.finish(interrupted=False)
+        run = None
+        setup.reports.record(report)
+        log.info(report.summary_line())
+        return result
+    finally:
+        if run is not None:  # failed or interrupted: free everything, keep a report of what happened
+            report = run.finish(interrupted=True)
+            setup.reports.record(report)
+            log.info("%s [run did not complete]", report.summary_line())
+        options.pop(RUN_KEY, None)
+        guider.model_options = original_options
+
+
+def _transformer_options(args: tuple, kwargs: dict) -> tuple[dict | None, Any]:
+    """Find the per-call ``transformer_options`` dict and where it sits (kwarg name or arg index)."""
+    if isinstance(kwargs.get("transformer_options"), dict):
+        return kwargs["transformer_options"], "transformer_options"
+    for i in range(len(args) - 1, 0, -1):
+        if isinstance(args[i], dict) and ("sigmas" in args[i] or RUN_KEY in args[i]):
+            return args[i], i
+    return None, None
+
+
+def _trial_call_args(args: tuple, kwargs: dict, where: Any, options: dict, factors) -> tuple[tuple, dict]:
+    """Arguments of the trial forward: latent-aligned tensors pooled, options flagged as a trial."""
+    x = args[0]
+    trial_options = {k: v for k, v in options.items() if k != PLAN_KEY}
+    trial_options[TRIAL_KEY] = True
+    new_args = [pool(x, factors)] + [pool_aligned(a, x, factors) for a in args[1:]]
+    new_kwargs = {k: pool_aligned(v, x, factors) for k, v in kwargs.items()}
+    if where == "transformer_options":
+        new_kwargs["transformer_options"] = trial_options
+    else:
+        new_args[where] = trial_options
+    return tuple(new_args), new_kwargs
+
+
+def diffusion_model_wrapper(executor, *args, **kwargs):
+    """One denoiser call: trial + decision at a step's first call, reuse or compute."""
+    options, where = _transformer_options(args, kwargs)
+    run: PreciseCacheRun | None = options.get(RUN_KEY) if options is not None else None
+    if run is None or options.get(TRIAL_KEY) or "sigmas" not in options:
+        return executor(*args, **kwargs)
+    x = args[0]
+    sigma = float(options["sigmas"].reshape(-1)[0])
+    plan = run.begin_call(options.get("uuids") or ("stream",), sigma)
+    if plan.needs_trial:
+        trial_args, trial_kwargs = _trial_call_args(args, kwargs, where, options, run.trial_factors)
+        with torch.no_grad():
+            trial_prediction = executor(*trial_args, **trial_kwargs)
+        run.decide(plan, trial_prediction)
+    if run.should_skip(plan):
+        cached = run.reuse(plan, x)
+        if cached is not None:
+            return cached
+    run.plan_blocks(plan)
+    options[PLAN_KEY] = plan
+    try:
+        prediction = executor(*args, **kwargs)
+    finally:
+        options.pop(PLAN_KEY, None)
+    run.store(plan, x, prediction)
+    return prediction

@@ -1,0 +1,105 @@
+"""Configuration of the two caches, their presets and validation of every user input.
+
+Each config is a frozen dataclass: it is what a ComfyUI node stores on the model (deep-copied by
+``ModelPatcher.clone``), never per-run state. ``validate()`` raises a ValueError whose message names
+the node input and its allowed range.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .lowpass import DEFAULT_RADIUS, check_radius
+from .trial import DEFAULT_TRIAL_DOWNSAMPLE, check_factors
+
+REUSE_MODES = ("output", "residual")
+RANKING_NORMS = ("relative_l2", "l2")
+RESIDUAL_LOCATIONS = ("gpu", "cpu")
+FEW_STEP_LIMIT = 8
+"""Schedules of this many steps or fewer (distilled 4–8 step models) are never cached: with so
+few steps every prediction carries structure, and the trial forward would only add cost."""
+
+
+def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} = {value!r} is out of range: allowed {bracket}{low}, {high}]")
+    return float(value)
+
+
+def _check_window(start_percent: float, end_percent: float) -> None:
+    _check_range("start_percent", start_percent, 0.0, 1.0)
+    _check_range("end_percent", end_percent, 0.0, 1.0)
+    if start_percent >= end_percent:
+        raise ValueError(f"start_percent ({start_percent}) must be smaller than end_percent ({end_percent})")
+
+
+@dataclass(frozen=True)
+class LFCacheConfig:
+    """Step-wise cache. ``alpha`` (α): larger skips more; 0 disables skipping."""
+
+    alpha: float = 0.5
+    trial_downsample: tuple[int, int, int] = DEFAULT_TRIAL_DOWNSAMPLE
+    lowpass_radius: float = DEFAULT_RADIUS
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    max_consecutive_skips: int = 0
+    reuse: str = "output"
+
+    def validate(self) -> "LFCacheConfig":
+        _check_range("alpha", self.alpha, 0.0, 2.0)
+        check_factors(self.trial_downsample)
+        check_radius(self.lowpass_radius)
+        _check_window(self.start_percent, self.end_percent)
+        if not isinstance(self.max_consecutive_skips, int) or not 0 <= self.max_consecutive_skips <= 100:
+            raise ValueError(f"max_consecutive_skips = {self.max_consecutive_skips!r} is out of range: "
+                             f"allowed integers 0..100 (0 = no limit)")
+        if self.reuse not in REUSE_MODES:
+            raise ValueError(f"reuse = {self.reuse!r} is not allowed: choose one of {REUSE_MODES}")
+        return self
+
+
+@dataclass(frozen=True)
+class BlockCacheConfig:
+    """Block-wise cache: top ``pivotal_ratio`` of blocks always computed, the rest reuse their
+    residual for ``refresh_interval`` computed steps after each refresh."""
+
+    pivotal_ratio: float = 0.4
+    refresh_interval: int = 3
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    ranking: str = "relative_l2"
+    memory_budget_mb: float = 0.0
+    residual_location: str = "gpu"
+
+    def validate(self) -> "BlockCacheConfig":
+        _check_range("pivotal_ratio", self.pivotal_ratio, 0.0, 1.0)
+        if not isinstance(self.refresh_interval, int) or not 1 <= self.refresh_interval <= 20:
+            raise ValueError(f"refresh_interval = {self.refresh_interval!r} is out of range: allowed integers 1..20")
+        _check_window(self.start_percent, self.end_percent)
+        if self.ranking not in RANKING_NORMS:
+            raise ValueError(f"ranking = {self.ranking!r} is not allowed: choose one of {RANKING_NORMS}")
+        _check_range("memory_budget_mb", self.memory_budget_mb, 0.0, 1.0e7)
+        if self.residual_location not in RESIDUAL_LOCATIONS:
+            raise ValueError(f"residual_location = {self.residual_location!r} is not allowed: "
+                             f"choose one of {RESIDUAL_LOCATIONS}")
+        return self
+
+
+LFCACHE_PRESETS: dict[str, LFCacheConfig] = {
+    "Base": LFCacheConfig(alpha=0.5),
+    "Turbo": LFCacheConfig(alpha=0.7),
+}
+"""The paper's presets (Base α = 0.5, Turbo α = 0.7)."""
+
+FLASH_BLOCKCACHE = BlockCacheConfig(pivotal_ratio=0.4, refresh_interval=3)
+"""The paper's Flash setting: LFCache Base plus BlockCache c = 40 %, L = 3."""
+
+SAMPLER_PRESETS: dict[str, tuple[LFCacheConfig | None, BlockCacheConfig | None]] = {
+    "off": (None, None),
+    "Base": (LFCACHE_PRESETS["Base"], None),
+    "Turbo": (LFCACHE_PRESETS["Turbo"], None),
+    "Flash": (LFCACHE_PRESETS["Base"], FLASH_BLOCKCACHE),
+}

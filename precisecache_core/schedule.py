@@ -1,0 +1,51 @@
+"""Map model calls to sampler steps, from the sigma schedule alone.
+
+Samplers call the denoiser once per step (Euler), twice (Heun: at σ_i and at σ_{i+1}), at
+intermediate sigmas (DPM++ 2S: a midpoint), or several times at the same sigma (skip-layer
+guidance adds a call). Counting calls therefore miscounts steps. Instead a call at sigma σ belongs to
+
+    step(σ) = max { i : σ_i ≥ σ }     over the run's schedule σ_0 > σ_1 > … > σ_N
+
+(with a relative tolerance), so every call at σ_i, or between σ_{i+1} and σ_i, shares step i's
+decision. A Heun corrector at σ_{i+1} evaluates there, so it shares step i+1's decision, which the
+next predictor at σ_{i+1} then reuses: one decision per schedule sigma, never two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+_REL_TOL = 1e-5
+
+
+@dataclass(frozen=True)
+class StepClock:
+    """The run's sigma schedule (host floats) and the sigma window where caching may act."""
+
+    sigmas: tuple[float, ...]
+    start_sigma: float = float("inf")
+    end_sigma: float = -1.0
+
+    @classmethod
+    def from_schedule(cls, sigmas: Sequence[float], start_sigma: float = float("inf"),
+                      end_sigma: float = -1.0) -> "StepClock":
+        return cls(tuple(float(s) for s in sigmas), float(start_sigma), float(end_sigma))
+
+    @property
+    def steps(self) -> int:
+        """Number of sampler steps (schedule length − 1)."""
+        return max(0, len(self.sigmas) - 1)
+
+    def step_of(self, sigma: float) -> int:
+        """Index of the step a call at ``sigma`` belongs to (see module doc)."""
+        best = 0
+        for i, s in enumerate(self.sigmas[:-1] if len(self.sigmas) > 1 else self.sigmas):
+            if s >= sigma * (1.0 - _REL_TOL) - 1e-12:
+                best = i
+            else:
+                break
+        return best
+
+    def in_window(self, sigma: float) -> bool:
+        """Caching may act at ``sigma``: end_sigma < σ ≤ start_sigma (ComfyUI's start/end percent)."""
+        return self.end_sigma < sigma <= self.start_sigma * (1.0 + _REL_TOL)

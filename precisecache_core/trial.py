@@ -1,0 +1,106 @@
+"""The cheap trial input: the latent (and every tensor aligned with it) average-pooled.
+
+A latent ``x`` of shape ``[B, C, T, H, W]`` pooled by factors ``(f_t, f_h, f_w)`` becomes
+
+    x̃ = AvgPool3d(x, kernel = stride = (f_t, f_h, f_w), ceil_mode=True)
+    shape [B, C, ⌈T/f_t⌉, ⌈H/f_h⌉, ⌈W/f_w⌉]
+
+so the transformer sees about ``f_t·f_h·f_w`` times fewer tokens (32× for the paper's 2×4×4).
+A factor that does not divide its dimension is allowed: the last window is averaged over the
+cells it covers (Wan's 81-frame videos have T = 21 latent frames, which 2 does not divide).
+A factor larger than its dimension is refused: the trial would average away that whole axis.
+Average pooling (not strided slicing) is used because it is the low-pass-preserving choice: the
+low frequencies the decision looks at survive pooling, aliasing of high frequencies does not.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_TRIAL_DOWNSAMPLE = (2, 4, 4)
+"""Paper default T×H×W = 2×4×4 (32× fewer tokens)."""
+
+AXIS_NAMES = ("trial_downsample_t", "trial_downsample_h", "trial_downsample_w")
+MAX_FACTOR = 16
+
+
+def check_factors(factors: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Validate the factors alone (before any latent is known)."""
+    if len(factors) != 3:
+        raise ValueError(f"trial downsample needs three factors (T, H, W), got {factors!r}")
+    for name, f in zip(AXIS_NAMES, factors):
+        if not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= MAX_FACTOR:
+            raise ValueError(f"{name} = {f!r} is out of range: allowed integers 1..{MAX_FACTOR}")
+    return tuple(int(f) for f in factors)  # type: ignore[return-value]
+
+
+def check_factors_fit(factors: tuple[int, int, int], latent_shape: tuple[int, ...]) -> None:
+    """Raise a ValueError naming the input if a factor exceeds the latent's size on its axis.
+
+    ``latent_shape`` is ``[B, C, T, H, W]`` or ``[B, C, H, W]`` (then the T factor must be 1 or is
+    ignored for a single-frame latent, see :func:`effective_factors`).
+    """
+    dims = _thw(latent_shape)
+    labels = ("frames", "height", "width")
+    for name, f, size, label in zip(AXIS_NAMES, factors, dims, labels):
+        if f > size and not (name == AXIS_NAMES[0] and size == 1):
+            raise ValueError(
+                f"{name} = {f} does not fit this latent: it has {size} latent {label} "
+                f"(latent shape {tuple(latent_shape)}); allowed 1..{size}")
+    if all(d == 1 for d in dims[1:]):
+        raise ValueError(f"latent {tuple(latent_shape)} is too small for a trial forward: "
+                         f"it has a single spatial cell")
+
+
+def _thw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) == 5:
+        return int(shape[2]), int(shape[3]), int(shape[4])
+    if len(shape) == 4:
+        return 1, int(shape[2]), int(shape[3])
+    raise ValueError(f"expected a latent of shape [B, C, T, H, W] or [B, C, H, W], got {tuple(shape)}")
+
+
+def effective_factors(factors: tuple[int, int, int], latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Factors actually applied: the temporal factor is dropped for single-frame latents."""
+    t, _, _ = _thw(latent_shape)
+    return (1 if t == 1 else factors[0], factors[1], factors[2])
+
+
+def token_ratio(factors: tuple[int, int, int], latent_shape: tuple[int, ...]) -> float:
+    """Trial tokens ÷ full tokens (before patching), e.g. 1/32 for 2×4×4 on a divisible latent."""
+    t, h, w = _thw(latent_shape)
+    ft, fh, fw = effective_factors(factors, latent_shape)
+    return (-(-t // ft) * -(-h // fh) * -(-w // fw)) / float(t * h * w)
+
+
+def pool(x: torch.Tensor, factors: tuple[int, int, int]) -> torch.Tensor:
+    """Average-pool a ``[B, C, T, H, W]`` or ``[B, C, H, W]`` tensor (ceil mode, see module doc)."""
+    ft, fh, fw = factors
+    if x.dim() == 5:
+        ft = min(ft, x.shape[2])
+        if (ft, fh, fw) == (1, 1, 1):
+            return x
+        pooled = F.avg_pool3d(x.float(), kernel_size=(ft, fh, fw), stride=(ft, fh, fw), ceil_mode=True)
+    elif x.dim() == 4:
+        if (fh, fw) == (1, 1):
+            return x
+        pooled = F.avg_pool2d(x.float(), kernel_size=(fh, fw), stride=(fh, fw), ceil_mode=True)
+    else:
+        raise ValueError(f"cannot pool a tensor of shape {tuple(x.shape)}")
+    return pooled.to(x.dtype)
+
+
+def pool_aligned(value: Any, latent: torch.Tensor, factors: tuple[int, int, int]) -> Any:
+    """Pool ``value`` if it is a tensor spatially aligned with ``latent``, else return it as is.
+
+    Aligned means: a 5-D tensor with the latent's H and W (its own T may differ, e.g. Wan's
+    ``time_dim_concat``), or a 4-D tensor with the latent's H and W. Conditioning tensors such as
+    text embeddings ``[B, L, D]`` or timesteps ``[B]`` are left alone.
+    """
+    if not isinstance(value, torch.Tensor) or value.dim() not in (4, 5):
+        return value
+    if value.shape[-2:] != latent.shape[-2:]:
+        return value
+    return pool(value, factors)
