@@ -1,0 +1,126 @@
+"""Tiny random-weight models of the real video architectures, for ComfyUI's own loader.
+
+Each kind is built from ComfyUI's own model class (so key names and shapes are the real ones),
+given deterministic weights from a seeded generator, and saved as safetensors. ComfyUI's
+`UNETLoader` / `comfy.sd.load_diffusion_model` then detects it from the state dict like a real
+checkpoint. ComfyUI must already be importable (the harness's `comfy` fixture does that).
+"""
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str               # key used everywhere (also the test node's `model_kind`)
+    filename: str           # file written into models/diffusion_models/
+    config_class: str       # comfy.supported_models class that detection must pick
+    model_class: str        # comfy.model_base class of the loaded model
+    latent_channels: int
+    latent_shape: tuple     # default in-process latent (B, C, T, H, W)
+    empty_latent: tuple     # (core node, inputs) making a latent this model samples from, for graphs
+    conditioning: str       # what make_conditioning adds besides cross_attn (documentation)
+    blocks: dict = field(default_factory=dict)  # transformer blocks by patch-point name
+
+
+MODEL_KINDS = {
+    "wan": ModelKind(
+        "wan", "tiny_wan21_t2v.safetensors", "WAN21_T2V", "WAN21", 16, (1, 16, 3, 8, 8),
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "cross_attn [1, L, 4096] only", {"double_block": 2}),
+    "wan_i2v": ModelKind(
+        "wan_i2v", "tiny_wan21_i2v.safetensors", "WAN21_I2V", "WAN21", 16, (1, 16, 3, 8, 8),
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "cross_attn + clip_vision_output (penultimate_hidden_states [1, 257, 1280]); optional "
+        "concat_latent_image [1, 16, T, H, W] + concat_mask (zeros are concatenated when absent)",
+        {"double_block": 2}),
+    "wan22": ModelKind(
+        "wan22", "tiny_wan22_ti2v.safetensors", "WAN22_T2V", "WAN22", 48, (1, 48, 3, 8, 8),
+        # a 16-ch all-zero latent is widened to 48 ch by comfy.sample.fix_empty_latent_channels
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "cross_attn [1, L, 4096] only (48-ch latent, Wan 2.2 5B TI2V layout)", {"double_block": 2}),
+    "hunyuan": ModelKind(
+        "hunyuan", "tiny_hunyuan_video.safetensors", "HunyuanVideo", "HunyuanVideo", 16, (1, 16, 3, 8, 8),
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "cross_attn [1, L, 4096] + pooled_output [1, 768] (required) + guidance (float, default 6.0)",
+        {"double_block": 2, "single_block": 2}),
+    "ltxv": ModelKind(
+        "ltxv", "tiny_ltxv.safetensors", "LTXV", "LTXV", 128, (1, 128, 2, 4, 4),
+        ("EmptyLTXVLatentVideo", {"width": 128, "height": 128, "length": 9, "batch_size": 1}),
+        "cross_attn [1, L, 4096] + attention_mask [1, L] torch.long (required) + frame_rate",
+        {"double_block": 2}),
+}
+
+
+def _build_module(kind):
+    """Instantiate ComfyUI's own network for `kind` with uninitialised weights and return
+    (module, safetensors metadata or None). Sizes are chosen to satisfy detection rules."""
+    import torch
+    import comfy.ops
+    ops = comfy.ops.disable_weight_init
+    common = dict(device="cpu", dtype=torch.float32, operations=ops)
+    if kind in ("wan", "wan_i2v", "wan22"):
+        from comfy.ldm.wan.model import WanModel
+        # detection: heads = dim // 128; text_dim not detected (always 4096); img_emb.* -> i2v;
+        # out_dim 48 -> WAN22_T2V; I2V needs in_dim 36 (16 noise + 4 mask + 16 image)
+        in_dim, out_dim, model_type = {"wan": (16, 16, "t2v"), "wan_i2v": (36, 16, "i2v"),
+                                       "wan22": (48, 48, "t2v")}[kind]
+        net = WanModel(model_type=model_type, patch_size=(1, 2, 2), in_dim=in_dim, dim=128, ffn_dim=256,
+                       freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=1, num_layers=2, **common)
+        return net, None
+    if kind == "hunyuan":
+        from comfy.ldm.hunyuan_video.model import HunyuanVideo
+        # detection: hidden = img_in width, heads = hidden // 128, axes_dim [16, 56, 56] (sum 128);
+        # vector_in.* -> vec_in_dim 768; guidance_in.* -> guidance_embed
+        net = HunyuanVideo(image_model="hunyuan_video", in_channels=16, out_channels=16, vec_in_dim=768,
+                           context_in_dim=4096, hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=2,
+                           depth_single_blocks=2, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2],
+                           qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
+                           use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False, **common)
+        return net, None
+    if kind == "ltxv":
+        from comfy.ldm.lightricks.model import LTXVModel
+        # detection assumes 32 heads and caption width 4096: a JSON `config` in the metadata
+        # overrides the heads (2 x 64 = 128 wide)
+        cfg = {"num_attention_heads": 2, "attention_head_dim": 64, "caption_channels": 4096}
+        net = LTXVModel(in_channels=128, cross_attention_dim=128, num_layers=2, **cfg, **common)
+        return net, {"config": json.dumps({"transformer": cfg})}
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
+
+
+def tiny_state_dict(kind, seed=0):
+    """Deterministic state dict (float32) of the tiny `kind` model, plus safetensors metadata.
+
+    Weights depend only on (kind, seed, torch's CPU generator): matrices ~ N(0, 1/fan_in),
+    1-D weights/scales (norms) = 1, biases ~ N(0, 0.02^2)."""
+    import torch
+    net, metadata = _build_module(kind)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed))
+    sd = {}
+    for name, t in sorted(net.state_dict().items()):
+        if t.ndim >= 2:
+            fan_in = math.prod(t.shape[1:])
+            v = torch.randn(t.shape, generator=g) / math.sqrt(fan_in)
+        elif name.endswith("bias"):
+            v = torch.randn(t.shape, generator=g) * 0.02
+        else:
+            v = torch.ones(t.shape)
+        sd[name] = v.to(torch.float32).contiguous()
+    return sd, metadata
+
+
+def write_tiny_model(kind, directory, seed=0):
+    """Write the tiny `kind` model as safetensors into `directory`; return its file name."""
+    from safetensors.torch import save_file
+    spec = MODEL_KINDS[kind]
+    sd, metadata = tiny_state_dict(kind, seed)
+    os.makedirs(directory, exist_ok=True)
+    save_file(sd, os.path.join(directory, spec.filename), metadata=metadata)
+    return spec.filename
+
+
+def expected_model_class(kind):
+    """Name of the comfy.supported_models config class detection must choose for `kind`."""
+    return MODEL_KINDS[kind].config_class
