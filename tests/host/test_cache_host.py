@@ -1,0 +1,128 @@
+"""LFCache / BlockCache on a real ComfyUI with tiny models of the real architectures."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cache_helpers import (assert_same, count_work, latest_report, with_blockcache, with_lfcache)
+
+KINDS = ["wan", "hunyuan", "ltxv"]
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def ready(comfy, tiny_models, precisecache_pack):
+    return comfy, precisecache_pack
+
+
+@pytest.mark.parametrize("kind", KINDS + ["wan_i2v", "wan22"])
+def test_alpha_zero_and_all_pivotal_are_bit_identical(ready, kind):
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    reference = comfy.sample(model, kind, steps=STEPS, cfg=5.0)
+    lf_off = with_lfcache(comfy, model, alpha=0.0)
+    block_off = with_blockcache(comfy, model, pivotal_ratio=1.0)
+    both_off = with_blockcache(comfy, lf_off, pivotal_ratio=1.0)
+    for patched in (lf_off, block_off, both_off):
+        assert_same(comfy.sample(patched, kind, steps=STEPS, cfg=5.0), reference)
+        report = latest_report(pack, patched)
+        assert report.skipped_steps == [] and report.blocks_reused == 0
+    assert_same(comfy.sample(model, kind, steps=STEPS, cfg=5.0), reference)  # input model untouched
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_counts_from_independent_hooks_match_report(ready, kind):
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    counter = count_work(model)
+    try:
+        comfy.sample(model, kind, steps=STEPS, cfg=5.0)
+        uncached_full, uncached_blocks = counter.full_forwards(), counter.full_block_calls()
+        assert counter.trial_forwards() == 0
+        counter.entry_sizes.clear()
+        counter.block_sizes.clear()
+        # alpha > 1 makes the tiny random model skip; the pivotal ratio leaves blocks to reuse
+        patched = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.5), pivotal_ratio=0.4)
+        comfy.sample(patched, kind, steps=STEPS, cfg=5.0)
+    finally:
+        counter.close()
+    report = latest_report(pack, patched)
+    assert uncached_full == STEPS  # cfg > 1: cond and uncond batched in one call per step
+    assert report.skipped_steps, "nothing was skipped: the test would not show anything"
+    assert counter.full_forwards() == report.full_forwards < uncached_full
+    assert counter.trial_forwards() == report.trial_forwards == STEPS
+    assert report.full_forwards + report.reused_forwards == uncached_full
+    assert counter.full_block_calls() == report.blocks_computed < uncached_blocks
+    assert report.blocks_reused > 0
+    assert report.blocks_computed + report.blocks_reused == report.full_forwards * report.blocks_per_forward
+
+
+def _run_sequence(comfy, model, kind, shapes, cfg):
+    outputs = []
+    for i, shape in enumerate(shapes):
+        latent = torch.zeros(shape)
+        outputs.append(comfy.sample(model, kind, seed=10 + i, steps=STEPS, cfg=cfg, latent=latent))
+    return outputs
+
+
+FRESH_SCRIPT = r"""
+import json, sys, torch
+sys.path.insert(0, {host_dir!r})
+import harness
+from cache_helpers import with_blockcache, with_lfcache
+comfy = harness.import_comfy({comfyui_dir!r}, {base_dir!r})
+comfy.load_pack()
+model = comfy.load_model({kind!r})
+patched = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.9), pivotal_ratio=0.5)
+out = comfy.sample(patched, {kind!r}, seed={seed}, steps={steps}, cfg={cfg}, latent=torch.zeros({shape!r}))
+torch.save(out, {out_path!r})
+"""
+
+
+def test_no_state_leaks_across_runs_and_sizes(ready, comfyui_dir, comfy_base_dir, tmp_path):
+    """CFG 5, batch 2, then other frame counts and sizes with the same patched model: every run
+    equals the same run made in a fresh process."""
+    comfy, _ = ready
+    kind = "wan"
+    model = comfy.load_model(kind)
+    patched = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.9), pivotal_ratio=0.5)
+    shapes = [(2, 16, 5, 16, 16), (1, 16, 3, 8, 12), (2, 16, 5, 16, 16)]
+    outputs = _run_sequence(comfy, patched, kind, shapes, cfg=5.0)
+    assert all(torch.isfinite(o).all() for o in outputs)
+    assert outputs[0].shape == shapes[0] and outputs[1].shape == shapes[1]
+    out_path = str(tmp_path / "fresh.pt")
+    script = FRESH_SCRIPT.format(host_dir=os.path.dirname(__file__), comfyui_dir=comfyui_dir,
+                                 base_dir=comfy_base_dir, kind=kind, seed=11, steps=STEPS, cfg=5.0,
+                                 shape=shapes[1], out_path=out_path)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same(outputs[1], torch.load(out_path))
+
+
+def test_same_patched_model_repeats_exactly(ready):
+    """Third run of a sequence equals the first with the same inputs: nothing carried over."""
+    comfy, pack = ready
+    model = comfy.load_model("wan")
+    patched = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.9), pivotal_ratio=0.5)
+    first = comfy.sample(patched, "wan", seed=3, steps=STEPS, cfg=5.0, latent=torch.zeros(2, 16, 5, 16, 16))
+    comfy.sample(patched, "wan", seed=4, steps=STEPS, cfg=1.0, latent=torch.zeros(1, 16, 3, 8, 8))
+    again = comfy.sample(patched, "wan", seed=3, steps=STEPS, cfg=5.0, latent=torch.zeros(2, 16, 5, 16, 16))
+    assert_same(first, again)
+    assert latest_report(pack, patched).cache_bytes_peak > 0
+
+
+def test_unsupported_model_is_refused_by_name(ready):
+    comfy, _ = ready
+    import comfy.model_base as mb
+
+    model = comfy.load_model("wan")
+    fake = model.clone()  # a real ComfyUI model class around a network that is not a video DiT
+    fake.model = mb.BaseModel.__new__(mb.BaseModel)
+    torch.nn.Module.__init__(fake.model)
+    fake.model.diffusion_model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"does not support the model BaseModel.*Supported: Wan"):
+        with_lfcache(comfy, fake)
