@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Sample the PreciseCache demo model through ComfyUI and plot the evidence.
+
+Loads ``models/precisecache_demo_wan.safetensors`` with ``comfy.sd.load_diffusion_model`` (ComfyUI
+imported in-process from COMFYUI_DIR, default /opt/ComfyUI), samples every demo prompt with
+``nodes.KSampler`` (euler, "simple", 50 steps, cfg 5 by default) from an empty 128x128x9 latent,
+decodes with the demo's linear stand-in VAE (``decode(Wan21().process_in(latent))``) and writes
+
+* ``docs/images/demo_frames.png``: per prompt, a training clip (frames 0, 2, 4, 6, 8) next to the
+  model's uncached sample;
+* ``docs/images/demo_trajectory.png``: per step, the change of the model's prediction (the raw
+  velocity output of the diffusion model, conditional branch) between consecutive steps, split by
+  frequency: the low-frequency difference (LFD) uses a 2-D FFT over (H, W) per frame and channel,
+  centred, with a circular low-pass mask of radius min(H, W) / 5, and the L2 norm of the masked
+  difference; the high-frequency remainder and the sigma schedule are shown too;
+* ``docs/images/demo_trajectory.json``: the numbers behind the plot.
+
+Usage:  python3 scripts/plot_demo_trajectory.py [--steps 50 --cfg 5 --seed 0 --threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "/opt/ComfyUI")
+sys.path.insert(0, str(REPO))
+
+
+def import_comfy():
+    if COMFYUI_DIR not in sys.path:
+        sys.path.insert(0, COMFYUI_DIR)
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    import utils.install_util  # noqa: F401  (before `nodes`, which puts comfy/ first on sys.path)
+    import comfy.latent_formats
+    import comfy.patcher_extension
+    import comfy.sd
+    import comfy.utils
+    import nodes
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    return comfy, nodes
+
+
+def lowpass_mask(h: int, w: int, radius_frac: float = 0.2):
+    import torch
+    yy = torch.arange(h, dtype=torch.float32) - h // 2
+    xx = torch.arange(w, dtype=torch.float32) - w // 2
+    r = torch.sqrt(yy.view(-1, 1) ** 2 + xx.view(1, -1) ** 2)
+    return (r <= min(h, w) * radius_frac).float()
+
+
+def freq_split_diff(a, b, mask):
+    """(low, high, total) L2 norms of a - b, split with the centred FFT mask over the last 2 dims."""
+    import torch
+    d = (a - b).float()
+    spec = torch.fft.fftshift(torch.fft.fft2(d, norm="ortho"), dim=(-2, -1))
+    low = torch.linalg.vector_norm(spec * mask)
+    high = torch.linalg.vector_norm(spec * (1 - mask))
+    return float(low), float(high), float(torch.linalg.vector_norm(d))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "precisecache_demo_wan.safetensors")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--cfg", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sampler", default="euler")
+    ap.add_argument("--scheduler", default="simple")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=0, help="only the first N prompts (0 = all)")
+    ap.add_argument("--out-dir", type=Path, default=REPO / "docs" / "images")
+    args = ap.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(args.threads)
+    from precisecache_demo import clips, conditioning, latent_map
+
+    comfy, nodes = import_comfy()
+    model = comfy.sd.load_diffusion_model(str(args.model))
+    fmt = comfy.latent_formats.Wan21()
+    names = clips.condition_names()[: args.prompts or None]
+
+    # record the diffusion model's raw output (velocity) of every call, with its sigma
+    records = []
+
+    def record_wrapper(executor, x, timestep, context, *a, **kw):
+        out = executor(x, timestep, context, *a, **kw)
+        topts = a[2] if len(a) > 2 else kw.get("transformer_options", {})
+        cou = list(topts.get("cond_or_uncond", [0] * out.shape[0]))
+        n = out.shape[0] // max(1, len(cou))
+        for i, kind in enumerate(cou):
+            records[-1].append((float(timestep.flatten()[i * n]) / 1000.0, kind, out[i * n:(i + 1) * n].detach().clone()))
+        return out
+
+    m = model.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "precisecache_demo_record", record_wrapper)
+
+    samples, train_clips, traj, times = {}, {}, {}, {}
+    for name in names:
+        pos = [[conditioning.embed(name), {}]]
+        neg = [[conditioning.negative(), {}]]
+        latent = {"samples": torch.zeros(1, 16, 3, 16, 16)}
+        records.append([])
+        t0 = time.time()
+        (out,) = nodes.KSampler().sample(m, args.seed, args.steps, args.cfg, args.sampler, args.scheduler, pos, neg, latent)
+        times[name] = time.time() - t0
+        samples[name] = latent_map.decode(fmt.process_in(out["samples"]))[0]
+        train_clips[name] = clips.make_clip(name, 0)
+        recs = records[-1]
+        cond = [(s, o) for s, k, o in recs if k == 0]
+        unc = [(s, o) for s, k, o in recs if k == 1]
+        guided = [(s, u + args.cfg * (c - u)) for (s, c), (_, u) in zip(cond, unc)] if unc else cond
+        traj[name] = {"cond": cond, "guided": guided}
+        print(f"{name}: {len(cond)} model steps, {times[name]:.2f}s", flush=True)
+
+    # ---------------- LFD per step ----------------
+    h, w = 16, 16
+    mask = lowpass_mask(h, w, 0.2)
+    per_prompt = {}
+    for name in names:
+        entry = {}
+        for branch in ("cond", "guided"):
+            seq = traj[name][branch]
+            low, high, tot = [], [], []
+            for i in range(1, len(seq)):
+                l_, h_, t_ = freq_split_diff(seq[i][1], seq[i - 1][1], mask)
+                low.append(l_); high.append(h_); tot.append(t_)
+            entry[branch] = {"low": low, "high": high, "total": tot}
+        entry["sigmas"] = [s for s, _ in traj[name]["cond"]]
+        per_prompt[name] = entry
+    sig = per_prompt[names[0]]["sigmas"]
+    nstep = len(sig) - 1
+    mean_low = [sum(per_prompt[n]["cond"]["low"][i] for n in names) / len(names) for i in range(nstep)]
+    mean_high = [sum(per_prompt[n]["cond"]["high"][i] for n in names) / len(names) for i in range(nstep)]
+    mean_low_g = [sum(per_prompt[n]["guided"]["low"][i] for n in names) / len(names) for i in range(nstep)]
+
+    # ---------------- frame strip ----------------
+    from PIL import Image, ImageDraw
+    fidx = [0, 2, 4, 6, 8]
+    tile, gap, label_h = 96, 6, 16
+    cols = 2 * len(fidx)
+    W = cols * tile + gap * 3 + 8
+    H = len(names) * (tile + label_h) + 24
+    img = Image.new("RGB", (W, H), (255, 255, 255))
+    dr = ImageDraw.Draw(img)
+    dr.text((4, 4), "training clip (seed 0), frames 0 2 4 6 8", fill=(0, 0, 0))
+    dr.text((4 + len(fidx) * tile + 2 * gap, 4),
+            f"model sample via ComfyUI KSampler ({args.sampler}, {args.steps} steps, cfg {args.cfg}, seed {args.seed})",
+            fill=(0, 0, 0))
+
+    def to_pil(frame):
+        arr = (frame.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+        return Image.fromarray(arr).resize((tile, tile), Image.NEAREST)
+
+    for r, name in enumerate(names):
+        y = 24 + r * (tile + label_h)
+        dr.text((4, y), name, fill=(0, 0, 0))
+        for j, f in enumerate(fidx):
+            img.paste(to_pil(train_clips[name][:, f]), (4 + j * tile, y + label_h))
+            img.paste(to_pil(samples[name][:, f]), (4 + len(fidx) * tile + 2 * gap + j * tile, y + label_h))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    img.save(args.out_dir / "demo_frames.png")
+
+    # ---------------- trajectory plot ----------------
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps_x = list(range(1, nstep + 1))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    ax = axes[0]
+    for name in names:
+        ax.plot(steps_x, per_prompt[name]["cond"]["low"], color="tab:blue", alpha=0.18, lw=0.8)
+    ax.plot(steps_x, mean_low, color="tab:blue", lw=2.2, label="low-freq change (LFD), mean over prompts")
+    ax.plot(steps_x, mean_high, color="tab:orange", lw=1.6, ls="--", label="high-freq change, mean")
+    ax.plot(steps_x, mean_low_g, color="tab:green", lw=1.2, ls=":", label=f"LFD of CFG-guided prediction (cfg {args.cfg})")
+    ax.set_yscale("log")
+    ax.set_xlabel("sampling step i (change between prediction i-1 and i)")
+    ax.set_ylabel("L2 norm of change")
+    ax.set_title("Demo tiny Wan: per-step change of the velocity prediction")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax2 = axes[1]
+    ax2.plot(list(range(len(sig))), sig, color="k", marker=".", ms=3)
+    ax2.set_xlabel("sampling step")
+    ax2.set_ylabel("sigma at the model call")
+    ax2.set_title(f"schedule: shift 8, {args.scheduler}, {args.steps} steps")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.out_dir / "demo_trajectory.png", dpi=110)
+
+    summary = {
+        "model": args.model.name, "steps": args.steps, "cfg": args.cfg, "seed": args.seed,
+        "sampler": args.sampler, "scheduler": args.scheduler, "prompts": names,
+        "lowpass": "2-D FFT over (H, W) per frame and channel, centred, circular mask radius min(H,W)/5",
+        "prediction": "raw diffusion-model output (velocity), conditional branch",
+        "sigmas": sig, "mean_lfd_cond": mean_low, "mean_hfd_cond": mean_high, "mean_lfd_guided": mean_low_g,
+        "per_prompt_lfd_cond": {n: per_prompt[n]["cond"]["low"] for n in names},
+        "seconds_per_sample": times,
+    }
+    (args.out_dir / "demo_trajectory.json").write_text(json.dumps(summary, indent=1))
+    q = max(1, nstep // 5)
+    for i in range(0, nstep, q):
+        seg = mean_low[i:i + q]
+        print(f"steps {i + 1:2d}-{min(nstep, i + q):2d} (sigma {sig[i]:.3f}->{sig[min(nstep, i + q)]:.3f}): "
+              f"mean LFD {sum(seg) / len(seg):.4f}  max {max(seg):.4f}")
+    print("wrote", args.out_dir / "demo_frames.png", args.out_dir / "demo_trajectory.png")
+
+
+if __name__ == "__main__":
+    main()
