@@ -145,8 +145,11 @@ class BlockResidualCache:
             buffers.append(buf)
         score = None
         for buf, (name, value, before) in zip(buffers, pairs):
-            diff = value - before
-            buf.copy_(diff, non_blocking=True)
+            if buf.device == value.device:
+                diff = torch.sub(value, before, out=buf)  # straight into the buffer: no temporary
+            else:
+                diff = value - before
+                buf.copy_(diff, non_blocking=True)
             if name == "img" or score is None:
                 score = residual_score(diff, before, self.config.ranking)
         state.scores[block] = score
