@@ -17,9 +17,11 @@ Fixtures (tests/host/conftest.py; all session-scoped):
   precisecache_pack LoadedPack  our pack loaded in-process the way ComfyUI loads a custom node
                          (nodes.load_custom_node on the symlink); fails the test with ComfyUI's
                          traceback if the pack does not import. Baseline tests do not use it.
-  comfy_server     ComfyServer  `main.py --cpu` on a free port with --base-directory comfy_base_dir,
-                         started after tiny_models are written (so it loads our pack and the test
-                         node pack); terminated at session end.
+  comfy_server     ComfyServer  `main.py --cpu` on a free port with --base-directory comfy_base_dir
+                         (and an in-memory database), started after tiny_models are written; it
+                         loads our pack and the test node pack from custom_nodes/. Log file:
+                         <pytest tmp>/comfy_server0/comfyui_server.log. Terminated at session end
+                         (also via atexit, and PR_SET_PDEATHSIG if pytest is killed).
 
 ComfyInProcess (the `comfy` fixture):
   .dir, .base_dir, .nodes (ComfyUI's nodes module), .folder_paths, .execution
@@ -50,7 +52,16 @@ Graph helper: sample_graph(kind, seed=0, steps=4, cfg=1.0, ..., model_chain=()) 
   the kind's empty-latent node) -> SaveLatent. Node ids: GRAPH_IDS; chain nodes get "10", "11", ...
   each chain entry is (class_type, inputs) and receives `model` from the previous model output.
 
-Model kinds (tiny_models.MODEL_KINDS; conditioning from tests/comfy_test_nodes/conditioning.py):
+tiny_models module: MODEL_KINDS[kind] -> ModelKind(name, filename, config_class, model_class,
+  latent_channels, latent_shape, empty_latent, conditioning, blocks);
+  write_tiny_model(kind, directory, seed=0) -> filename; tiny_state_dict(kind, seed=0) -> (sd, metadata);
+  expected_model_class(kind) -> detection class name.
+Conditioning: harness.conditioning_module().make_conditioning(kind, seed=0, length=8, width=4096,
+  variant="positive", latent_shape=None) -> [[cross_attn, extras]]; the server-side node
+  PreciseCacheTestConditioning(model_kind, seed, length, width, variant, optional latent) is the same.
+
+Model kinds (float32, width 128, 2 blocks (Hunyuan: 2 double + 2 single), text width 4096, 4-15 MB;
+sampling shift: Wan 8, Hunyuan 7, LTXV 2.37):
   wan      WAN21_T2V    16-ch latent (1,16,3,8,8)  cross_attn [1,L,4096]
   wan_i2v  WAN21_I2V    16-ch latent               + clip_vision_output (penultimate [1,257,1280]),
                                                      optional concat_latent_image/concat_mask
@@ -438,6 +449,12 @@ def _format_execution_error(messages):
 
 # --------------------------------------------------------------------------- headless server
 
+def _die_with_parent():
+    """In the server's child process: get SIGTERM when pytest dies, even if it is killed outright."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -462,7 +479,8 @@ class ComfyServer:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.cmd, cwd=self.dir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         last_error = None
