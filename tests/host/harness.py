@@ -89,7 +89,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -275,8 +275,8 @@ class _StubServer:
 class RunResult:
     outputs: dict                      # node_id -> ui output (as in /history "outputs")
     messages: list                     # (event, data) messages sent to the (stub) client this run
-    executed: set = field(default_factory=set)   # node ids whose function ran this run
-    cached: list = field(default_factory=list)   # node ids served from ComfyUI's output cache
+    executed: set                      # node ids whose function ran this run
+    cached: list                       # node ids served from ComfyUI's output cache
 
 
 @dataclass
@@ -303,8 +303,7 @@ class ComfyInProcess:
         _evict_shadowing_modules(self.dir)
         if sys.path[:1] != [self.dir]:
             sys.path.insert(0, self.dir)
-        import comfy.options  # noqa: F401  (args parsing stays off: defaults, not pytest's argv)
-        import comfy.cli_args
+        import comfy.cli_args  # args parsing is off unless main.py enables it: defaults, not pytest's argv
         comfy.cli_args.args.cpu = True            # before comfy.model_management is imported
         comfy.cli_args.args.base_directory = self.base_dir
         comfy.cli_args.args.disable_api_nodes = True
