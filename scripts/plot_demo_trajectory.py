@@ -6,13 +6,15 @@ imported in-process from COMFYUI_DIR, default /opt/ComfyUI), samples every demo 
 ``nodes.KSampler`` (euler, "simple", 50 steps, cfg 5 by default) from an empty 128x128x9 latent,
 decodes with the demo's linear stand-in VAE (``decode(Wan21().process_in(latent))``) and writes
 
-* ``docs/images/demo_frames.png``: per prompt, a training clip (frames 0, 2, 4, 6, 8) next to the
-  model's uncached sample;
+* ``docs/images/demo_frames.png``: per prompt, a training clip (frames 0, 2, 4, 6, 8), the same
+  clip through the latent map (the best the model can represent) and the model's uncached sample;
 * ``docs/images/demo_trajectory.png``: per step, the change of the model's prediction (the raw
   velocity output of the diffusion model, conditional branch) between consecutive steps, split by
   frequency: the low-frequency difference (LFD) uses a 2-D FFT over (H, W) per frame and channel,
   centred, with a circular low-pass mask of radius min(H, W) / 5, and the L2 norm of the masked
   difference; the high-frequency remainder and the sigma schedule are shown too;
+  the middle panel shows the same for the x0-prediction ``x - sigma * v`` (CFG-guided) and the
+  relative LFD ``||LP(v_i - v_{i-1})|| / ||LP(v_{i-1})||``;
 * ``docs/images/demo_trajectory.json``: the numbers behind the plot.
 
 Usage:  python3 scripts/plot_demo_trajectory.py [--steps 50 --cfg 5 --seed 0 --threads 2]
@@ -96,7 +98,8 @@ def main(argv=None):
         cou = list(topts.get("cond_or_uncond", [0] * out.shape[0]))
         n = out.shape[0] // max(1, len(cou))
         for i, kind in enumerate(cou):
-            records[-1].append((float(timestep.flatten()[i * n]) / 1000.0, kind, out[i * n:(i + 1) * n].detach().clone()))
+            records[-1].append((float(timestep.flatten()[i * n]) / 1000.0, kind, out[i * n:(i + 1) * n].detach().clone(),
+                                x[i * n:(i + 1) * n].detach().clone()))
         return out
 
     m = model.clone()
@@ -114,10 +117,13 @@ def main(argv=None):
         samples[name] = latent_map.decode(fmt.process_in(out["samples"]))[0]
         train_clips[name] = clips.make_clip(name, 0)
         recs = records[-1]
-        cond = [(s, o) for s, k, o in recs if k == 0]
-        unc = [(s, o) for s, k, o in recs if k == 1]
+        cond = [(s, o) for s, k, o, _ in recs if k == 0]
+        unc = [(s, o) for s, k, o, _ in recs if k == 1]
         guided = [(s, u + args.cfg * (c - u)) for (s, c), (_, u) in zip(cond, unc)] if unc else cond
-        traj[name] = {"cond": cond, "guided": guided}
+        # x0-prediction of the guided step (what the sampler moves towards): x - sigma * v
+        xs = [x_ for s, k, _, x_ in recs if k == 0]
+        x0 = [(s, x_ - s * v) for (s, v), x_ in zip(guided, xs)]
+        traj[name] = {"cond": cond, "guided": guided, "x0": x0}
         print(f"{name}: {len(cond)} model steps, {times[name]:.2f}s", flush=True)
 
     # ---------------- LFD per step ----------------
@@ -126,13 +132,14 @@ def main(argv=None):
     per_prompt = {}
     for name in names:
         entry = {}
-        for branch in ("cond", "guided"):
+        for branch in ("cond", "guided", "x0"):
             seq = traj[name][branch]
-            low, high, tot = [], [], []
+            low, high, tot, rel = [], [], [], []
             for i in range(1, len(seq)):
                 l_, h_, t_ = freq_split_diff(seq[i][1], seq[i - 1][1], mask)
-                low.append(l_); high.append(h_); tot.append(t_)
-            entry[branch] = {"low": low, "high": high, "total": tot}
+                ref, _, _ = freq_split_diff(seq[i - 1][1], torch.zeros_like(seq[i - 1][1]), mask)
+                low.append(l_); high.append(h_); tot.append(t_); rel.append(l_ / max(ref, 1e-12))
+            entry[branch] = {"low": low, "high": high, "total": tot, "rel": rel}
         entry["sigmas"] = [s for s, _ in traj[name]["cond"]]
         per_prompt[name] = entry
     sig = per_prompt[names[0]]["sigmas"]
@@ -140,31 +147,37 @@ def main(argv=None):
     mean_low = [sum(per_prompt[n]["cond"]["low"][i] for n in names) / len(names) for i in range(nstep)]
     mean_high = [sum(per_prompt[n]["cond"]["high"][i] for n in names) / len(names) for i in range(nstep)]
     mean_low_g = [sum(per_prompt[n]["guided"]["low"][i] for n in names) / len(names) for i in range(nstep)]
+    mean_rel = [sum(per_prompt[n]["cond"]["rel"][i] for n in names) / len(names) for i in range(nstep)]
+    mean_low_x0 = [sum(per_prompt[n]["x0"]["low"][i] for n in names) / len(names) for i in range(nstep)]
+    mean_high_x0 = [sum(per_prompt[n]["x0"]["high"][i] for n in names) / len(names) for i in range(nstep)]
 
     # ---------------- frame strip ----------------
     from PIL import Image, ImageDraw
     fidx = [0, 2, 4, 6, 8]
-    tile, gap, label_h = 96, 6, 16
-    cols = 2 * len(fidx)
-    W = cols * tile + gap * 3 + 8
-    H = len(names) * (tile + label_h) + 24
+    tile, gap, label_h = 80, 10, 14
+    groups = [
+        ("training clip (seed 0), frames 0 2 4 6 8", train_clips),
+        ("same clip through the latent map: decode(encode(x))", {n: latent_map.decode(latent_map.encode(train_clips[n][None]))[0] for n in names}),
+        (f"model sample: ComfyUI KSampler {args.sampler}/{args.scheduler}, {args.steps} steps, cfg {args.cfg}, seed {args.seed}", samples),
+    ]
+    gw = len(fidx) * tile
+    W = len(groups) * gw + (len(groups) - 1) * gap + 8
+    H = len(names) * (tile + label_h) + 20
     img = Image.new("RGB", (W, H), (255, 255, 255))
     dr = ImageDraw.Draw(img)
-    dr.text((4, 4), "training clip (seed 0), frames 0 2 4 6 8", fill=(0, 0, 0))
-    dr.text((4 + len(fidx) * tile + 2 * gap, 4),
-            f"model sample via ComfyUI KSampler ({args.sampler}, {args.steps} steps, cfg {args.cfg}, seed {args.seed})",
-            fill=(0, 0, 0))
+    for g, (title, _) in enumerate(groups):
+        dr.text((4 + g * (gw + gap), 4), title, fill=(0, 0, 0))
 
     def to_pil(frame):
         arr = (frame.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
         return Image.fromarray(arr).resize((tile, tile), Image.NEAREST)
 
     for r, name in enumerate(names):
-        y = 24 + r * (tile + label_h)
-        dr.text((4, y), name, fill=(0, 0, 0))
-        for j, f in enumerate(fidx):
-            img.paste(to_pil(train_clips[name][:, f]), (4 + j * tile, y + label_h))
-            img.paste(to_pil(samples[name][:, f]), (4 + len(fidx) * tile + 2 * gap + j * tile, y + label_h))
+        y = 20 + r * (tile + label_h)
+        dr.text((4, y + 1), name, fill=(0, 0, 0))
+        for g, (_, data) in enumerate(groups):
+            for j, f in enumerate(fidx):
+                img.paste(to_pil(data[name][:, f]), (4 + g * (gw + gap) + j * tile, y + label_h))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     img.save(args.out_dir / "demo_frames.png")
 
@@ -173,7 +186,7 @@ def main(argv=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     steps_x = list(range(1, nstep + 1))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
     ax = axes[0]
     for name in names:
         ax.plot(steps_x, per_prompt[name]["cond"]["low"], color="tab:blue", alpha=0.18, lw=0.8)
@@ -186,7 +199,22 @@ def main(argv=None):
     ax.set_title("Demo tiny Wan: per-step change of the velocity prediction")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    ax2 = axes[1]
+    ax1 = axes[1]
+    for name in names:
+        ax1.plot(steps_x, per_prompt[name]["x0"]["low"], color="tab:red", alpha=0.18, lw=0.8)
+    ax1.plot(steps_x, mean_low_x0, color="tab:red", lw=2.2, label="low-freq change of x0-prediction (x - sigma v)")
+    ax1.plot(steps_x, mean_high_x0, color="tab:purple", lw=1.4, ls="--", label="high-freq change of x0-prediction")
+    ax1r = ax1.twinx()
+    ax1r.plot(steps_x, mean_rel, color="tab:blue", lw=1.0, ls=":", label="relative LFD of v (right axis)")
+    ax1r.set_ylabel("||LP(v_i - v_i-1)|| / ||LP(v_i-1)||")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("sampling step i")
+    ax1.set_title("same run: x0-prediction and relative LFD")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = ax1r.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, fontsize=8)
+    ax1.grid(alpha=0.3, which="both")
+    ax2 = axes[2]
     ax2.plot(list(range(len(sig))), sig, color="k", marker=".", ms=3)
     ax2.set_xlabel("sampling step")
     ax2.set_ylabel("sigma at the model call")
@@ -201,6 +229,7 @@ def main(argv=None):
         "lowpass": "2-D FFT over (H, W) per frame and channel, centred, circular mask radius min(H,W)/5",
         "prediction": "raw diffusion-model output (velocity), conditional branch",
         "sigmas": sig, "mean_lfd_cond": mean_low, "mean_hfd_cond": mean_high, "mean_lfd_guided": mean_low_g,
+        "mean_rel_lfd_cond": mean_rel, "mean_lfd_x0_guided": mean_low_x0, "mean_hfd_x0_guided": mean_high_x0,
         "per_prompt_lfd_cond": {n: per_prompt[n]["cond"]["low"] for n in names},
         "seconds_per_sample": times,
     }
@@ -209,7 +238,8 @@ def main(argv=None):
     for i in range(0, nstep, q):
         seg = mean_low[i:i + q]
         print(f"steps {i + 1:2d}-{min(nstep, i + q):2d} (sigma {sig[i]:.3f}->{sig[min(nstep, i + q)]:.3f}): "
-              f"mean LFD {sum(seg) / len(seg):.4f}  max {max(seg):.4f}")
+              f"mean LFD(v) {sum(seg) / len(seg):.4f}  max {max(seg):.4f}  "
+              f"rel {sum(mean_rel[i:i + q]) / len(seg):.4f}  LFD(x0) {sum(mean_low_x0[i:i + q]) / len(seg):.4f}")
     print("wrote", args.out_dir / "demo_frames.png", args.out_dir / "demo_trajectory.png")
 
 

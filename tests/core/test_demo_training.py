@@ -1,0 +1,35 @@
+"""Helpers of scripts/train_demo_model.py that need no ComfyUI."""
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+
+_SPEC = importlib.util.spec_from_file_location(
+    "train_demo_model", Path(__file__).resolve().parents[2] / "scripts" / "train_demo_model.py")
+train = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(train)
+
+
+def test_sigma_mixture():
+    g = torch.Generator().manual_seed(0)
+    s = train.sample_sigma(200_000, 0.3, g)
+    assert s.min() > 0 and s.max() <= 1
+    # shift-8 part: P(sigma < 0.3) = P(u < 0.3 / (8 - 7 * 0.3)) ~ 0.051; uniform part: 0.3
+    expected = 0.7 * (0.3 / (8 - 7 * 0.3)) + 0.3 * 0.3
+    assert abs(float((s < 0.3).float().mean()) - expected) < 0.01
+    pure = train.sample_sigma(200_000, 0.0, g)
+    assert abs(float(pure.median()) - 8 * 0.5 / (1 + 7 * 0.5)) < 0.01
+
+
+def test_rope1_differentiable_is_a_rotation_with_grad():
+    x = torch.randn(2, 5, 1, 8, requires_grad=True)
+    ang = torch.randn(1, 5, 1, 4)
+    c, s = torch.cos(ang), torch.sin(ang)
+    freqs = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)  # [..., 4, 2, 2]
+    y = train.rope1_differentiable(x, freqs)
+    xc = torch.view_as_complex(x.detach().reshape(2, 5, 1, 4, 2).contiguous())
+    ref = torch.view_as_real(xc * torch.polar(torch.ones_like(ang), ang)).reshape(2, 5, 1, 8)
+    assert torch.allclose(y.detach(), ref, atol=1e-5)
+    y.pow(2).sum().backward()
+    assert x.grad is not None and math.isfinite(float(x.grad.abs().sum()))
