@@ -1,43 +1,107 @@
-"""The run report as a picture: LFD per step, threshold, skipped steps, reused blocks per step."""
+"""The run report as a picture: LFD per step, threshold, skipped steps, reused blocks per step.
+
+Top panel: the low-frequency difference Δ of each step's trial forward, the accumulated Δ since the
+last computed step, and the skip threshold α·Δmax; skipped steps are shaded green (in both panels).
+Bottom panel: transformer blocks whose cached residual was reused, per step (of the blocks one
+forward has). The title says how many steps were skipped and the estimated speedup; the line below
+it names the model and the settings.
+"""
 from __future__ import annotations
 
 import io as _io
 import math
+import textwrap
 
 import numpy as np
 import torch
 
 from ..precisecache_core import RunReport
 
+SKIP_COLOR = "tab:green"
+BLOCK_COLOR = "tab:orange"
 
-def report_figure_png(report: RunReport, width_px: int = 900, height_px: int = 520) -> bytes:
+
+def _series(values: list[float], n: int) -> np.ndarray:
+    """``values`` as a float array of length ``n`` (NaN where missing or not finite)."""
+    out = np.full(n, np.nan)
+    for i, v in enumerate(values[:n]):
+        if v is not None and isinstance(v, (int, float)) and math.isfinite(v):
+            out[i] = float(v)
+    return out
+
+
+def _title(report: RunReport) -> str:
+    title = (f"PreciseCache: skipped {len(report.skipped_steps)}/{report.steps} steps, "
+             f"~{report.estimated_speedup:.2f}x estimated speedup")
+    if report.blocks_reused:
+        title += f", {report.blocks_reused} block calls reused"
+    if report.interrupted:
+        title += " (interrupted)"
+    return title
+
+
+def report_figure_png(report: RunReport, width_px: int = 900, height_px: int = 560) -> bytes:
     """Render ``report`` to PNG bytes with matplotlib (Agg backend, no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    steps = list(range(len(report.lfd)))
+    n = max(report.steps, len(report.lfd), len(report.reused_blocks_per_step), 1)
+    steps = np.arange(n)
+    lfd, acc, thr = (_series(v, n) for v in (report.lfd, report.accumulated, report.threshold))
+    skipped = [s for s in report.skipped_steps if 0 <= s < n]
+
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(width_px / 100, height_px / 100), dpi=100, sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.4]})
-    lfd = [v if not math.isnan(v) else None for v in report.lfd]
-    acc = [v if not math.isnan(v) else None for v in report.accumulated]
-    thr = [v if not math.isnan(v) else None for v in report.threshold]
-    top.plot(steps, [np.nan if v is None else v for v in lfd], "o-", ms=3, label="LFD Δ (trial)")
-    top.plot(steps, [np.nan if v is None else v for v in acc], "-", lw=1, alpha=0.7, label="accumulated Δ since full")
-    top.plot(steps, [np.nan if v is None else v for v in thr], "--", lw=1, label="threshold α·Δmax")
-    for s in report.skipped_steps:
-        top.axvspan(s - 0.5, s + 0.5, color="tab:green", alpha=0.18, lw=0)
-    top.set_ylabel("low-frequency difference")
-    top.set_title(f"PreciseCache: skipped {len(report.skipped_steps)}/{report.steps} steps (green), "
-                  f"~{report.estimated_speedup:.2f}x estimated speedup", fontsize=10)
-    top.legend(fontsize=8, loc="upper right")
-    if any(v is not None and v > 0 for v in lfd):
-        top.set_yscale("log")
-    blocks = report.reused_blocks_per_step + [0] * (len(steps) - len(report.reused_blocks_per_step))
-    bottom.bar(steps, blocks[:len(steps)], color="tab:orange")
-    bottom.set_ylabel("blocks reused")
+                                      gridspec_kw={"height_ratios": [3, 1.3]})
+    for axis in (top, bottom):
+        for s in skipped:
+            axis.axvspan(s - 0.5, s + 0.5, color=SKIP_COLOR, alpha=0.18, lw=0)
+        axis.grid(True, axis="y", alpha=0.3)
+
+    handles = []
+    if np.isfinite(lfd).any():
+        handles += top.plot(steps, lfd, "o-", ms=3, lw=1.4, color="tab:blue", label="LFD Δ of the trial forward")
+        if np.isfinite(acc).any():
+            handles += top.plot(steps, acc, "-", lw=1, alpha=0.75, color="tab:purple",
+                                label="accumulated Δ since last computed step")
+        if np.isfinite(thr).any():
+            handles += top.plot(steps, thr, "--", lw=1.2, color="tab:red", label="skip threshold α·Δmax")
+        positive = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in (lfd, acc, thr)])
+        if positive.size and positive.max() / positive.min() > 20:
+            top.set_yscale("log")
+        top.set_ylabel("low-frequency difference")
+    else:
+        top.text(0.5, 0.5, "no LFCache decisions in this run\n(LFCache off, alpha 0, or 8 steps or fewer)",
+                 transform=top.transAxes, ha="center", va="center", fontsize=10, color="0.35")
+        top.set_yticks([])
+    if skipped:
+        handles.append(Patch(color=SKIP_COLOR, alpha=0.3, label="skipped step (cached prediction reused)"))
+    if handles:
+        top.legend(handles=handles, fontsize=7.5, loc="upper right", framealpha=0.85)
+    top.set_title(_title(report), fontsize=10.5)
+    subtitle = "; ".join(p for p in (report.model, report.settings) if p)
+    if subtitle:
+        fig.text(0.5, 0.005, "\n".join(textwrap.wrap(subtitle, 150)[:2]), ha="center", va="bottom", fontsize=7,
+                 color="0.3")
+
+    blocks = np.zeros(n)
+    for i, v in enumerate(report.reused_blocks_per_step[:n]):
+        blocks[i] = v
+    bottom.bar(steps, blocks, width=0.8, color=BLOCK_COLOR)
+    if report.blocks_per_forward:
+        bottom.set_ylim(0, report.blocks_per_forward)
+        bottom.set_ylabel(f"blocks reused\n(of {report.blocks_per_forward})", fontsize=9)
+    else:
+        bottom.set_ylim(0, max(1.0, float(blocks.max())))
+        bottom.set_ylabel("blocks reused", fontsize=9)
+    if not blocks.any():
+        bottom.text(0.5, 0.5, "no block residuals reused (BlockCache off or nothing to reuse)",
+                    transform=bottom.transAxes, ha="center", va="center", fontsize=8, color="0.35")
     bottom.set_xlabel("sampler step")
-    fig.tight_layout()
+    bottom.set_xlim(-0.7, n - 0.3)
+    bottom.yaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout(rect=(0, 0.035 if subtitle else 0, 1, 1))
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
