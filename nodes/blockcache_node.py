@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ..precisecache_core import BlockCacheConfig
 from ..precisecache_core.config import RANKING_NORMS, RESIDUAL_LOCATIONS
 from .hooks import apply_setup
-from .inputs import CATEGORY, model_input, window_inputs
+from .inputs import CATEGORY, model_input, validation_result, window_inputs
 
 
 class BlockCacheNode(io.ComfyNode):
@@ -40,11 +40,7 @@ class BlockCacheNode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **kwargs) -> bool | str:
-        try:
-            config_from_inputs(**kwargs)
-        except ValueError as error:
-            return str(error)
-        return True
+        return validation_result(config_from_inputs, **kwargs)
 
     @classmethod
     def execute(cls, model, pivotal_ratio: float, refresh_interval: int, start_percent: float, end_percent: float,

@@ -1,6 +1,8 @@
 """Node inputs shared by several PreciseCache nodes (one definition each)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from comfy_api.latest import io
 
 CATEGORY = "sampling/PreciseCache"
@@ -22,3 +24,12 @@ def window_inputs(what: str) -> list:
                                f"computed. Must be above start_percent."),
     ]
 
+
+
+def validation_result(build_config: Callable, **inputs) -> bool | str:
+    """validate_inputs body: True, or the ValueError message naming the bad input and its range."""
+    try:
+        build_config(**inputs)
+    except ValueError as error:
+        return str(error)
+    return True

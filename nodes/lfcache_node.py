@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..precisecache_core import LFCACHE_PRESETS, LFCacheConfig
 from ..precisecache_core.config import REUSE_MODES
 from .hooks import apply_setup
-from .inputs import CATEGORY, model_input, window_inputs
+from .inputs import CATEGORY, model_input, validation_result, window_inputs
 
 PRESETS = ["Base", "Turbo", "custom"]
 
@@ -52,11 +52,7 @@ class LFCacheNode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **kwargs) -> bool | str:
-        try:
-            config_from_inputs(**kwargs)
-        except ValueError as error:
-            return str(error)
-        return True
+        return validation_result(config_from_inputs, **kwargs)
 
     @classmethod
     def execute(cls, model, preset: str, alpha: float, trial_downsample_t: int, trial_downsample_h: int,
