@@ -73,8 +73,12 @@ class PreciseCacheRun:
         if few_steps and (lf or block):
             self.report.notes.append(f"{self.clock.steps}-step schedule (≤ {FEW_STEP_LIMIT}): caching is off for "
                                      f"this run, every step is computed")
-        self.lf_active = bool(lf) and lf.alpha > 0 and not few_steps
-        self.block_active = bool(block) and block.pivotal_ratio < 1.0 and not few_steps
+        elif not self.clock.decreasing and (lf or block):
+            self.report.notes.append("the sigma schedule increases somewhere (e.g. FlipSigmas, unsampling): "
+                                     "caching is off for this run, every step is computed")
+        caching = not few_steps and self.clock.decreasing
+        self.lf_active = bool(lf) and lf.alpha > 0 and caching
+        self.block_active = bool(block) and block.pivotal_ratio < 1.0 and caching
         if lf:
             self._lf_window = StepClock.from_schedule(schedule, percent_to_sigma(lf.start_percent),
                                                       percent_to_sigma(lf.end_percent))

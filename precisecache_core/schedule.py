@@ -36,6 +36,14 @@ class StepClock:
         """Number of sampler steps (schedule length − 1)."""
         return max(0, len(self.sigmas) - 1)
 
+    @property
+    def decreasing(self) -> bool:
+        """True when the schedule never increases (repeated sigmas allowed).
+
+        :meth:`step_of` assumes this; an increasing schedule (FlipSigmas, unsampling / inversion)
+        would map every call to the first or the last step."""
+        return all(b <= a * (1.0 + _REL_TOL) + 1e-12 for a, b in zip(self.sigmas, self.sigmas[1:]))
+
     def step_of(self, sigma: float) -> int:
         """Index of the step a call at ``sigma`` belongs to (see module doc)."""
         best = 0
