@@ -27,7 +27,8 @@ class ReportNode(io.ComfyNode):
                                                    "after sampling. Passed through unchanged."),
             ],
             outputs=[
-                io.String.Output(display_name="report", tooltip="The report as text."),
+                io.String.Output(display_name="report", tooltip="The report as text. Connect it to a Preview Any "
+                                                                "node to read it in the editor."),
                 io.Image.Output(display_name="plot", tooltip="LFD per step, threshold, skipped steps and reused "
                                                              "blocks per step."),
                 io.String.Output(display_name="report_json", tooltip="The report as JSON (all counters)."),
@@ -53,5 +54,6 @@ class ReportNode(io.ComfyNode):
 
 
 def _ui(text: str, image, node_cls) -> dict:
-    """UI payload: the text and the plot, both shown on the node in the editor."""
+    """UI payload: the plot (shown on the node by the editor) and the text (kept in /history; the
+    editor does not draw text on this node, hence the Preview Any node in the shipped workflows)."""
     return {**ui.PreviewImage(image, cls=node_cls).as_dict(), **ui.PreviewText(text).as_dict()}

@@ -305,11 +305,11 @@ def wan21_i2v_workflow() -> Workflow:
         *_wan_text_nodes(2, 6, COL[1], 0, "a cute anime girl with massive fennec ears and a big fluffy tail "
                                           "wearing a maid outfit turning around"),
         Node(8, "LoadImage", (COL[1], 460), {"image": "example.png"}, width=340, height=360, group="Prompt"),
-        Node(9, "CLIPVisionEncode", (COL[2], 460), {"crop": "none"}, {"clip_vision": (4, 0), "image": (8, 0)},
-             group="Sample"),
-        Node(10, "WanImageToVideo", (COL[2], 580), {"width": 512, "height": 512, "length": 33, "batch_size": 1},
+        Node(9, "CLIPVisionEncode", (COL[2], 640), {"crop": "none"}, {"clip_vision": (4, 0), "image": (8, 0)},
+             group="Image conditioning"),
+        Node(10, "WanImageToVideo", (COL[2], 770), {"width": 512, "height": 512, "length": 33, "batch_size": 1},
              {"positive": (6, 0), "negative": (7, 0), "vae": (3, 0), "clip_vision_output": (9, 0),
-              "start_image": (8, 0)}, group="Sample"),
+              "start_image": (8, 0)}, group="Image conditioning"),
         lfcache(11, (COL[2], 0), (5, 0)),
         blockcache(12, (COL[2], 320), (11, 0)),
         Node(13, "KSampler", (COL[3], 0), {"seed": 0, "steps": 20, "cfg": 6.0, "sampler_name": "uni_pc",
@@ -321,9 +321,8 @@ def wan21_i2v_workflow() -> Workflow:
         report_text(18, (COL[5], 560), 17),
         note(19, (COL[0], 650), text),
     ]
-    # the PreciseCache group sits above the image conditioning nodes in column 2
     return Workflow("wan2_1_i2v_precisecache", "Wan 2.1 image to video (480p 14B) with PreciseCache", nodes,
-                    WAN_GROUPS)
+                    {**WAN_GROUPS, "Image conditioning": "#3f789e"})
 
 
 def wan22_t2v_workflow() -> Workflow:
@@ -666,7 +665,7 @@ def to_ui(wf: Workflow, defs: dict, pack: tuple[str, str]) -> dict:
         [tuple(g["bounding"]) for g in groups]
     x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
     x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
-    left, top, right, bottom = 70.0, 50.0, 20.0, 10.0
+    left, top, right, bottom = 70.0, 100.0, 20.0, 10.0
     scale = round(min((1600.0 - left - right) / (x1 - x0), (900.0 - top - bottom) / (y1 - y0), 1.0), 4)
     offset = [round(left / scale - x0, 2), round(top / scale - y0, 2)]
     return {
@@ -716,12 +715,43 @@ def check(files: dict[Path, str]) -> list[str]:
     return problems
 
 
+ICON_PATH = REPO / "docs" / "images" / "report_icon.png"
+
+
+def write_icon(path: Path = ICON_PATH) -> None:
+    """The pack's registry icon (pyproject [tool.comfy] Icon): a stylised report plot, 256 x 256.
+    A drawing, not data: a decaying difference curve, its threshold, and skipped steps in green."""
+    import math
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = list(range(20))
+    curve = [2.6 * math.exp(-i / 6.0) + 0.35 + 0.25 * math.sin(i * 1.7) ** 2 for i in steps]
+    fig = plt.figure(figsize=(2.56, 2.56), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    fig.patch.set_facecolor("#1f2a24")
+    ax.set_facecolor("#1f2a24")
+    for s in (7, 9, 10, 12, 13, 15, 16, 17, 19):
+        ax.axvspan(s - 0.45, s + 0.45, color="#3fb25a", alpha=0.45, lw=0)
+    ax.plot(steps, curve, "o-", color="#8fd3ff", lw=3, ms=5)
+    ax.axhline(1.3, color="#ff7a5c", lw=2.5, ls="--")
+    ax.set_xlim(-1, 20)
+    ax.set_ylim(0, 3.3)
+    ax.axis("off")
+    fig.savefig(path, dpi=100, facecolor=fig.get_facecolor())
+    plt.close(fig)
+    print(f"wrote {path.relative_to(REPO)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
     parser.add_argument("--refresh-node-defs", metavar="URL",
                         help="first refresh scripts/workflow_node_defs.json from URL/object_info")
+    parser.add_argument("--icon", action="store_true", help=f"also draw {ICON_PATH.relative_to(REPO)}")
     args = parser.parse_args(argv)
+    if args.icon:
+        write_icon()
     if args.refresh_node_defs:
         refresh_node_defs(args.refresh_node_defs)
     files = build()

@@ -1,0 +1,256 @@
+"""The shipped workflows in the real ComfyUI editor (comfyui-frontend-package) in headless Chromium.
+
+Each UI workflow is loaded the way drag and drop loads it; no missing-node, missing-model or error
+dialog and no schema warning may appear, and the editor's own conversion (``app.graphToPrompt()``)
+must give the API workflow we ship. The demo is queued from the editor; the report plot must appear
+on the Report node, the report text in its preview, and the progress bar must count every step.
+
+Needs Debian's chromium at /usr/bin/chromium and the Python `playwright` package (no browser
+download); skipped, with the reason, without them. Screenshots go to a temporary folder; with
+PRECISECACHE_UPDATE_SCREENSHOTS=1 they are written to docs/images/workflow_demo.png,
+docs/images/report_example.png and workflows/<name>.jpg (the template thumbnails).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+
+import pytest
+
+import test_workflows_support as ws
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _skip_reason():
+    if not os.path.isfile(CHROMIUM):
+        return f"BROWSER TESTS SKIPPED: no {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        return f"BROWSER TESTS SKIPPED: the playwright Python package is missing ({e}; pip install playwright)"
+    return None
+
+
+SKIP_REASON = _skip_reason()
+pytestmark = [pytest.mark.host, pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
+
+VIEWPORT = {"width": 1600, "height": 900}
+THUMBNAIL_SIZE = (640, 360)
+READY = ("() => window.app && app.vueAppReady && app.graph && app.canvas && document.querySelector('#graph-canvas')"
+         " && app.extensionManager && app.extensionManager.workflow && app.extensionManager.workflow.activeWorkflow")
+DIALOGS = """() => [...document.querySelectorAll('.p-dialog')]
+    .filter(d => d.offsetParent !== null || d.getClientRects().length)
+    .map(d => (d.getAttribute('aria-labelledby') || 'dialog') + ': ' + d.innerText.slice(0, 400))"""
+TOASTS = "() => [...document.querySelectorAll('.p-toast-message')].map(t => t.className + ' | ' + t.innerText.slice(0, 400))"
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    ws.prepare_base_dir(comfy_server.base_dir)
+    # no first-run template browser; no minimap over the screenshots
+    comfy_server.post_json("/settings", {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False})
+    return comfy_server
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.object_info()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        yield p
+
+
+def _open_editor(playwright, url):
+    """A fresh Chromium profile (so no workflow tabs from earlier tests) showing the editor."""
+    profile = tempfile.TemporaryDirectory(prefix="precisecache-chromium-")
+    context = playwright.chromium.launch_persistent_context(
+        profile.name, executable_path=CHROMIUM, headless=True, viewport=VIEWPORT,
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+    page = context.new_page()
+    started = time.monotonic()
+    page.goto(url)
+    page.wait_for_function(READY, timeout=90_000)
+    print(f"editor ready in {time.monotonic() - started:.1f} s")
+
+    def close():
+        context.close()
+        profile.cleanup()
+    return page, close
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    pg, close = _open_editor(browser, server.url)
+    try:
+        yield pg
+    finally:
+        close()
+
+
+@pytest.fixture
+def fresh_page(browser, server):
+    pg, close = _open_editor(browser, server.url)
+    try:
+        yield pg
+    finally:
+        close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    root, in_repo = ws.screenshot_dir(tmp_path_factory.mktemp("screenshots"))
+    return root, in_repo
+
+
+def _shot_path(shots, relative):
+    root, _ = shots
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _save_thumbnail(page, path):
+    """The canvas without the editor's side bar and tab bar, 16:9, as the template list shows it."""
+    from PIL import Image
+    clip = {"x": 60, "y": 40, "width": 1536, "height": 864 - 8}
+    image = Image.open(io.BytesIO(page.screenshot(clip=clip))).convert("RGB")
+    image.resize(THUMBNAIL_SIZE, Image.LANCZOS).save(path, "JPEG", quality=85, optimize=True)
+
+
+def _close_dialogs(page):
+    for _ in range(5):
+        if not page.evaluate(DIALOGS):
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(200)
+    for button in page.query_selector_all(".p-dialog .p-dialog-close-button, .p-dialog button[aria-label='Close']"):
+        button.click()
+    page.wait_for_timeout(200)
+
+
+def _close_toasts(page):
+    for button in page.query_selector_all(".p-toast-message .p-toast-close-button"):
+        try:
+            button.click(timeout=2000)
+        except Exception:  # already gone
+            pass
+    page.wait_for_timeout(300)
+
+
+def _load(page, workflow: dict, filename: str):
+    """Load like drag and drop; return (dialogs, new toasts) seen after it."""
+    _close_dialogs(page)
+    before = page.evaluate(TOASTS)
+    page.evaluate("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name); }", [workflow, filename])
+    page.wait_for_timeout(1200)    # the missing-model check and the schema check finish asynchronously
+    after = page.evaluate(TOASTS)
+    new_toasts = [t for t in after if t not in before]
+    return page.evaluate(DIALOGS), new_toasts
+
+
+def _bad_toasts(toasts):
+    return [t for t in toasts if "error" in t.split("|")[0] or "Invalid workflow" in t or "missing" in t.lower()]
+
+
+# --------------------------------------------------------------------------- every UI workflow
+@pytest.mark.parametrize("name", ws.UI_WORKFLOWS)
+def test_ui_workflow_loads_cleanly_and_matches_its_api_twin(name, page, object_info, shots):
+    ui = ws.load_json(ws.ui_path(name))
+    dialogs, toasts = _load(page, ui, f"{name}.json")
+    assert not dialogs, f"{name}: dialog(s) shown on load:\n" + "\n".join(dialogs)
+    assert not _bad_toasts(toasts), f"{name}: warning(s) on load:\n" + "\n".join(toasts)
+    loaded = page.evaluate("() => app.graph.nodes.map(n => [n.id, n.type, !!n.has_errors])")
+    assert sorted(n[0] for n in loaded) == sorted(n["id"] for n in ui["nodes"]), loaded
+    assert not [n for n in loaded if n[2]], f"nodes flagged with errors: {loaded}"
+    queued = page.evaluate("async () => (await app.graphToPrompt()).output")
+    diffs = ws.graph_differences(ws.server_view(queued, object_info),
+                                 ws.server_view(ws.load_json(ws.api_path(name)), object_info))
+    assert not diffs, f"{name}: the editor queues something else than workflows/api/{name}.json:\n" + "\n".join(diffs)
+    if name != ws.DEMO:         # the demo's thumbnail is taken after it ran (test below)
+        _save_thumbnail(page, _shot_path(shots, f"workflows/{name}.jpg"))
+
+
+# --------------------------------------------------------------------------- the demo, queued
+def test_demo_runs_from_the_editor_and_shows_the_report(fresh_page, server, shots):
+    page = fresh_page
+    if not ws.DEMO_MODEL.is_file():
+        pytest.skip(f"{ws.DEMO_MODEL} is missing (test_demo_model_is_in_the_repository fails for it)")
+    ui = ws.load_json(ws.ui_path(ws.DEMO))
+    by_type = {n["type"]: n["id"] for n in ui["nodes"]}
+    report_id, text_id, sampler_id = by_type["PreciseCacheReport"], by_type["PreviewAny"], by_type["KSampler"]
+    steps = next(n for n in ui["nodes"] if n["type"] == "KSampler")["widgets_values"][2]
+    server.free()               # the sampler must really run (not come from ComfyUI's output cache)
+    time.sleep(1.0)
+    dialogs, _ = _load(page, ui, f"{ws.DEMO}.json")
+    assert not dialogs, dialogs
+    page.evaluate("""() => { window.__pc = []; for (const t of ['progress', 'execution_start', 'execution_success',
+        'execution_error', 'execution_interrupted', 'execution_cached']) app.api.addEventListener(t, e => window.__pc.push([t, e.detail])); }""")
+    started = time.monotonic()
+    page.evaluate("() => app.queuePrompt(0)")
+    page.wait_for_function("() => window.__pc.some(e => ['execution_success', 'execution_error', "
+                           "'execution_interrupted'].includes(e[0]))", timeout=180_000)
+    events = page.evaluate("() => window.__pc")
+    finished = next(e for e in events if e[0] in ("execution_success", "execution_error", "execution_interrupted"))
+    assert finished[0] == "execution_success", json.dumps(finished, indent=1)[:4000]
+    cached = [n for e in events if e[0] == "execution_cached" for n in e[1].get("nodes", [])]
+    assert str(sampler_id) not in cached, "the sampler came from ComfyUI's cache: the run shows nothing"
+    page.wait_for_function(f"""() => {{ const n = app.graph.getNodeById({report_id});
+        return n && n.imgs && n.imgs.length && n.imgs[0].complete && n.imgs[0].naturalWidth > 0; }}""", timeout=30_000)
+    elapsed = time.monotonic() - started
+    image = page.evaluate(f"() => {{ const i = app.graph.getNodeById({report_id}).imgs[0]; "
+                          f"return [i.src, i.naturalWidth, i.naturalHeight]; }}")
+    assert image[1:] == [900, 560], image
+    page.wait_for_function(f"""() => (app.graph.getNodeById({text_id}).widgets || [])
+        .some(w => String(w.value).startsWith('PreciseCache - skipped'))""", timeout=10_000)
+    text = page.evaluate(f"""() => app.graph.getNodeById({text_id}).widgets
+        .map(w => String(w.value)).find(v => v.startsWith('PreciseCache - skipped'))""")
+    skipped = int(text.split("skipped ", 1)[1].split("/", 1)[0])
+    assert 0 < skipped < steps, text
+    progress = [e[1]["value"] for e in events if e[0] == "progress" and str(e[1].get("node")) == str(sampler_id)]
+    assert progress == list(range(1, steps + 1)), f"progress bar values: {progress}"
+    assert all(e[1]["max"] == steps for e in events if e[0] == "progress" and str(e[1].get("node")) == str(sampler_id))
+    assert not page.evaluate(DIALOGS), page.evaluate(DIALOGS)
+    print(f"demo in the editor: {elapsed:.1f} s from queue to report image; {text.splitlines()[0]}")
+
+    _close_toasts(page)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(_shot_path(shots, "docs/images/workflow_demo.png")))
+    _save_thumbnail(page, _shot_path(shots, f"workflows/{ws.DEMO}.jpg"))
+    # the Report node on its own, at full size: enlarge it and bring it to the top-left corner
+    rect = page.evaluate(f"""() => {{
+        const n = app.graph.getNodeById({report_id}); const ds = app.canvas.ds;
+        const title = (window.LiteGraph && LiteGraph.NODE_TITLE_HEIGHT) || 30;
+        n.pos = [5000, -3000]; n.setSize([940, 720]);
+        ds.scale = 1.0; ds.offset[0] = 300 - n.pos[0]; ds.offset[1] = 120 + title - n.pos[1];
+        app.canvas.setDirty(true, true);
+        const r = app.canvas.canvas.getBoundingClientRect();
+        return {{x: r.left + 300 - 6, y: r.top + 120 - 6, width: n.size[0] + 12, height: n.size[1] + title + 12}}; }}""")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(_shot_path(shots, "docs/images/report_example.png")), clip=rect)
+    root, in_repo = shots
+    print(f"screenshots in {root}{' (repository)' if in_repo else ''}")
+
+
+# --------------------------------------------------------------------------- the checks can fail
+def test_detectors_see_a_missing_node_and_a_broken_workflow(page):
+    """The checks above can fail: an unknown node type opens the missing-nodes dialog, and a
+    malformed workflow raises the editor's schema warning."""
+    ui = ws.load_json(ws.ui_path(ws.DEMO))
+    unknown = json.loads(json.dumps(ui))
+    unknown["nodes"][0]["type"] = "PreciseCacheNoSuchNode"
+    dialogs, _ = _load(page, unknown, "unknown_node.json")
+    assert any(d.startswith("global-missing-nodes") and "PreciseCacheNoSuchNode" in d for d in dialogs), dialogs
+    broken = json.loads(json.dumps(ui))
+    broken["links"][0] = broken["links"][0][:2]
+    _, toasts = _load(page, broken, "broken.json")
+    assert any("Invalid workflow" in t for t in toasts), toasts
+    _close_dialogs(page)
