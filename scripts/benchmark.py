@@ -85,7 +85,7 @@ PAIR_CONDITIONS = (0, 2, 4, 6, 7, 8, 9, 11, 1, 3, 5, 10)
 MAIN_FAMILIES = ("PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache",
                  "EasyCache (copy-fixed)", "LazyCache", "EasyCache (as shipped)")
 PRECISECACHE_FAMILIES = ("PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache")
-FIDELITY_LEVELS = (25.0, 27.5, 30.0, 32.5, 35.0, 37.5, 40.0)
+FIDELITY_LEVELS = (25.0, 27.5, 30.0, 32.5, 35.0, 37.5, 40.0, 42.5)
 
 
 # =========================================================================== methods
@@ -167,7 +167,7 @@ def lazy_method(threshold, groups=("main",)):
 def build_methods(cfg: "ScenarioConfig") -> list[Method]:
     methods = [Method("uncached", "uncached", "uncached", "uncached")]
     methods += [lf_method(a) for a in cfg.alphas]
-    methods += [block_method()]
+    methods += [block_method(pivotal=c, interval=L) for c, L in cfg.blocks]
     methods += [flash_method(a, groups=("main", "open_e")) for a in cfg.flash_alphas]
     methods += [easy_method(t) for t in cfg.easy_thresholds]
     methods += [lazy_method(t) for t in cfg.lazy_thresholds]
@@ -176,7 +176,8 @@ def build_methods(cfg: "ScenarioConfig") -> list[Method]:
         oa = cfg.open_alphas
         methods += [lf_method(a, reuse="residual", groups=("open_a",), family="LFCache reuse=residual",
                               tag=", reuse=residual") for a in oa]
-        methods += [block_method(ranking="l2", groups=("open_b",), family="BlockCache ranking=l2")]
+        methods += [block_method(ranking="l2", pivotal=c, interval=L, groups=("open_b",),
+                                 family="BlockCache ranking=l2") for c, L in cfg.blocks]
         if 0.5 in cfg.flash_alphas:
             methods += [flash_method(0.5, ranking="l2", groups=("open_b",), family="Flash ranking=l2")]
         k = cfg.dmax_first_k
@@ -209,10 +210,11 @@ class ScenarioConfig:
     cfg: float = 5.0
     pairs: int = 8
     repeats: int = 2
-    alphas: tuple = (0.2, 0.3, 0.5, 0.7, 0.85, 1.0, 1.25, 1.5)
+    alphas: tuple = (0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0)
     flash_alphas: tuple = (0.3, 0.5, 0.7, 1.0)
-    easy_thresholds: tuple = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5)
-    lazy_thresholds: tuple = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5)
+    blocks: tuple = ((0.4, 3), (0.6, 3), (0.4, 1))
+    easy_thresholds: tuple = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+    lazy_thresholds: tuple = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
     easy_shipped_thresholds: tuple = (0.1, 0.2)
     open_points: bool = True
     open_alphas: tuple = (0.5, 0.7, 1.0)
@@ -228,7 +230,8 @@ def scenario_configs(args) -> list[ScenarioConfig]:
     only = tuple(s for s in (args.methods or "").split(",") if s)
     if args.smoke:
         return [ScenarioConfig("main", size=64, frames=9, steps=12, cfg=args.cfg, pairs=2, repeats=1,
-                               alphas=(0.5, 1.5), flash_alphas=(0.5,), easy_thresholds=(0.2,), lazy_thresholds=(0.2,),
+                               alphas=(0.5, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
+                               lazy_thresholds=(0.2,),
                                easy_shipped_thresholds=(0.2,), open_points=False, only=only)]
     out = []
     names = [s for s in args.scenarios.split(",") if s]
@@ -244,11 +247,17 @@ def scenario_configs(args) -> list[ScenarioConfig]:
         elif name == "large":
             out.append(ScenarioConfig("large", size=args.large_size, frames=args.frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.large_pairs, repeats=1,
-                                      alphas=(0.5, 0.7, 1.0, 1.5), flash_alphas=(0.5,),
-                                      easy_thresholds=(0.1, 0.2, 0.3), lazy_thresholds=(0.1, 0.2, 0.3),
+                                      alphas=(0.5, 0.7, 1.0, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),),
+                                      easy_thresholds=(0.1, 0.2, 0.3, 0.5), lazy_thresholds=(0.1, 0.2, 0.3, 0.5),
+                                      easy_shipped_thresholds=(), open_points=False, only=only))
+        elif name == "xl":
+            out.append(ScenarioConfig("xl", size=args.xl_size, frames=args.xl_frames, steps=args.steps,
+                                      cfg=args.cfg, pairs=args.xl_pairs, repeats=1,
+                                      alphas=(0.5, 0.7, 1.0), flash_alphas=(), blocks=(),
+                                      easy_thresholds=(0.2, 0.3), lazy_thresholds=(0.2, 0.3),
                                       easy_shipped_thresholds=(), open_points=False, only=only))
         else:
-            raise SystemExit(f"unknown scenario {name!r} (main, large)")
+            raise SystemExit(f"unknown scenario {name!r} (main, large, xl)")
     return out
 
 
@@ -580,18 +589,22 @@ def run_scenario(bench: Bench, cfg: ScenarioConfig, log=print) -> dict:
             log(f"[{cfg.name}] round {rnd}/{cfg.repeats * len(pairs)} done, {el:.0f} s elapsed, "
                 f"~{el / done - el:.0f} s left")
     sampling_seconds = time.perf_counter() - t_start
-    return summarize(bench, cfg, methods, pairs, records, outputs, order_check, determinism_failures,
-                     sampling_seconds)
+    t0 = time.perf_counter()
+    summary = summarize(bench, cfg, methods, pairs, records, outputs, order_check, determinism_failures,
+                        sampling_seconds)
+    summary["metrics_seconds"] = time.perf_counter() - t0
+    log(f"[{cfg.name}] sampling {sampling_seconds:.0f} s, decoding + metrics {summary['metrics_seconds']:.0f} s")
+    return summary
 
 
 # =========================================================================== metrics
 def video_metrics(decoded, reference) -> tuple[float, float]:
     """PSNR (whole clip) and SSIM (mean over frames) of decoded frames [1, 3, F, H, W] in [0, 1]."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-    a = decoded[0].permute(1, 0, 2, 3).contiguous().double()   # [F, 3, H, W]
-    b = reference[0].permute(1, 0, 2, 3).contiguous().double()
-    psnr = float(peak_signal_noise_ratio(a, b, data_range=1.0))
-    ssim = float(structural_similarity_index_measure(a, b, data_range=1.0))
+    a = decoded[0].permute(1, 0, 2, 3).contiguous().float()   # [F, 3, H, W]
+    b = reference[0].permute(1, 0, 2, 3).contiguous().float()
+    psnr = float(peak_signal_noise_ratio(a.double(), b.double(), data_range=1.0))
+    ssim = float(structural_similarity_index_measure(a, b, data_range=1.0))  # float32: float64 is ~10x slower
     return psnr, ssim
 
 
@@ -823,7 +836,9 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
                 elif not theirs:
                     verdict[lvl] = "above (no peer point)"
                 else:
-                    verdict[lvl] = "above" if ours > max(theirs) else f"below by {max(theirs) - ours:.2f}x"
+                    best = max(theirs)
+                    verdict[lvl] = ("tie" if abs(ours - best) < 0.005 else "above" if ours > best
+                                    else f"below by {best - ours:.2f}x ({100 * (1 - ours / best):.0f}%)")
             analysis[f"frontier_{key}_{metric}"] = {"levels": levels, "verdict": verdict}
     target_30 = {key: best_at_levels(rows, PRECISECACHE_FAMILIES, key, levels=(30.0,))["30.0"]
                  for key in ("speedup_wall", "speedup_ideal")}
@@ -839,22 +854,30 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
                                 for o in overhead]
 
     def pair(a, b):
-        if a in get and b in get:
-            ra, rb = get[a], get[b]
-            return {a: _brief(ra), b: _brief(rb)}
-        return None
+        return [_brief(get[a]), _brief(get[b])] if a in get and b in get else None
 
-    opens = {}
-    alphas = sorted({r["params"]["lf"]["alpha"] for r in rows if r["name"].endswith("_residual")})
-    opens["a_reuse"] = [pair(f"lf_a{_fmt(a)}", f"lf_a{_fmt(a)}_residual") for a in alphas]
-    opens["b_ranking"] = [pair("block_c0.4_L3", "block_c0.4_L3_l2"), pair("flash_a0.5", "flash_a0.5_l2")]
-    variants = sorted({r["params"].get("variant") for r in rows if r["params"].get("variant", "").startswith("dmax")})
-    opens["c_dmax"] = [pair(f"lf_a{_fmt(r['params']['lf']['alpha'])}", r["name"]) for r in rows
-                       if r["params"].get("variant") in variants]
-    opens["d_downsample"] = [pair(f"lf_a{_fmt(r['params']['lf']['alpha'])}", r["name"]) for r in rows
-                             if r["params"].get("variant") == "strided"]
-    opens["e_flash_alpha"] = [_brief(r) for r in rows if r["family"] == "PreciseCache Flash"]
-    analysis["open_points"] = {k: [x for x in v if x] for k, v in opens.items()}
+    def by_variant(pred):
+        return [pair(f"lf_a{_fmt(r['params']['lf']['alpha'])}", r["name"]) for r in rows if pred(r)]
+
+    opens = {
+        "a_reuse": {"baseline": "PreciseCache LFCache", "variant": "LFCache reuse=residual",
+                    "pairs": by_variant(lambda r: r["name"].endswith("_residual"))},
+        "b_ranking": {"baseline": "PreciseCache BlockCache", "variant": "BlockCache ranking=l2",
+                      "pairs": [pair(r["name"][:-3], r["name"]) for r in rows if r["name"].endswith("_l2")]},
+        "c_dmax": {"baseline": "PreciseCache LFCache",
+                   "variant": next((r["family"] for r in rows if r["params"].get("variant", "").startswith("dmax")), None),
+                   "pairs": by_variant(lambda r: r["params"].get("variant", "").startswith("dmax"))},
+        "d_downsample": {"baseline": "PreciseCache LFCache", "variant": "LFCache strided trial",
+                         "pairs": by_variant(lambda r: r["params"].get("variant") == "strided")},
+        "e_flash_alpha": {"baseline": "PreciseCache Flash", "variant": None,
+                          "pairs": [[_brief(r)] for r in rows if r["family"] == "PreciseCache Flash"]},
+    }
+    for key, op in opens.items():
+        op["pairs"] = [p for p in op["pairs"] if p]
+        if op["variant"] and op["pairs"]:
+            op["frontier"] = {k: {fam: best_at_levels(rows, (fam,), k) for fam in (op["baseline"], op["variant"])}
+                              for k in ("speedup_wall", "speedup_ideal")}
+    analysis["open_points"] = {k: v for k, v in opens.items() if v["pairs"]}
     easy_fixed_mut = sum(r["input_mutations"] for r in rows if r["family"] == "EasyCache (copy-fixed)")
     easy_shipped_mut = sum(r["input_mutations"] for r in rows if r["family"] == "EasyCache (as shipped)")
     ours_mut = sum(r["input_mutations"] for r in rows if r["kind"] == "precisecache")
@@ -865,7 +888,7 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
 
 
 def _brief(r):
-    return {"name": r["name"], "speedup_wall": r["speedup_wall"], "speedup_ideal": r["speedup_ideal"],
+    return {"name": r["name"], "label": r["label"], "speedup_wall": r["speedup_wall"], "speedup_ideal": r["speedup_ideal"],
             "psnr_mean": r["psnr_mean"], "psnr_worst": r["psnr_worst"], "ssim_mean": r["ssim_mean"],
             "full_forwards": r["full_forwards"], "blocks_reused": r["blocks_reused"]}
 
@@ -898,6 +921,54 @@ def method_table(rows, blocks_per_forward) -> list[str]:
     return lines
 
 
+def analysis_lines(an: dict) -> list[str]:
+    lines = []
+    if an:
+        lines += ["### Best speedup per fidelity level (mean PSNR ≥ level)", ""]
+        for key in ("speedup_wall", "speedup_ideal"):
+            fr = an[f"frontier_{key}_psnr_mean"]
+            lines += [f"{'Wall-clock' if key == 'speedup_wall' else 'Counted-work'} speedup:", "",
+                      "| PSNR ≥ | PreciseCache | EasyCache (copy-fixed) | LazyCache | PreciseCache vs peers |",
+                      "|---:|---|---|---|---|"]
+            for lvl in map(str, FIDELITY_LEVELS):
+                cells = []
+                for fam in ("PreciseCache", "EasyCache (copy-fixed)", "LazyCache"):
+                    b = fr["levels"][fam][lvl]
+                    cells.append(f"{_n(b['speedup'])}x ({b['method']})" if b["speedup"] else "–")
+                lines.append(f"| {lvl} dB | " + " | ".join(cells) + f" | {fr['verdict'][lvl]} |")
+            lines.append("")
+        t = an["target_2p6x_at_30dB"]
+        lines += [f"Best PreciseCache speedup at mean PSNR ≥ 30 dB: wall {_n(t['speedup_wall']['speedup'])}x "
+                  f"({t['speedup_wall']['method']}), counted {_n(t['speedup_ideal']['speedup'])}x "
+                  f"({t['speedup_ideal']['method']}).", ""]
+        ops = an.get("open_points") or {}
+        if ops:
+            lines += ["### Open points (pairs: same settings but the one choice)", "",
+                      "| point | setting | speedup wall | speedup counted | PSNR mean | PSNR worst | SSIM mean | full fwd | blocks reused |",
+                      "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for key, op in ops.items():
+                for group in op["pairs"]:
+                    for b in group:
+                        lines.append(f"| {key} | {b['label']} | {_n(b['speedup_wall'])}x | {_n(b['speedup_ideal'])}x | "
+                                     f"{_n(b['psnr_mean'])} | {_n(b['psnr_worst'])} | {_n(b['ssim_mean'], '{:.4f}')} | "
+                                     f"{_n(b['full_forwards'], '{:.1f}')} | {_n(b['blocks_reused'], '{:.1f}')} |")
+            lines += ["", "Best speedup at mean PSNR ≥ level, baseline family vs variant family:", "",
+                      "| point | speed | family | " + " | ".join(f"≥{lvl:g}" for lvl in FIDELITY_LEVELS) + " |",
+                      "|---|---|---|" + "---:|" * len(FIDELITY_LEVELS)]
+            for key, op in ops.items():
+                for k, fams in (op.get("frontier") or {}).items():
+                    for fam, levels in fams.items():
+                        cells = [_n(levels[str(lvl)]["speedup"]) for lvl in FIDELITY_LEVELS]
+                        lines.append(f"| {key} | {'wall' if k == 'speedup_wall' else 'counted'} | {fam} | "
+                                     + " | ".join(cells) + " |")
+            lines.append("")
+        mut = an["input_mutations"]
+        lines += [f"Calls whose apply_model input was modified in place: EasyCache copy-fixed {mut['easycache_copy_fixed']}, "
+                  f"EasyCache as shipped {mut['easycache_as_shipped']}, LazyCache {mut['lazycache']}, "
+                  f"PreciseCache {mut['precisecache']}.", ""]
+    return lines
+
+
 def write_markdown(results: dict, path: Path) -> None:
     meta = results["meta"]
     lines = [f"# PreciseCache benchmark results", "",
@@ -923,6 +994,7 @@ def write_markdown(results: dict, path: Path) -> None:
             lines += ["", "DIFFUSION_MODEL wrapper order (outermost first) of the EasyCache runs: " +
                       "; ".join(" → ".join(o) for o in sorted(orders))]
         lines.append("")
+        lines += analysis_lines(scen.get("analysis") or {})
     if results.get("overhead"):
         lines += ["## Trial + decision overhead (LFCache, measured inside the sampling path)", "",
                   "| latent | tokens | full forward ms | trial forward ms | pooling + LFD + bookkeeping ms | "
@@ -933,29 +1005,6 @@ def write_markdown(results: dict, path: Path) -> None:
                          f"{o['trial_forward_ms']:.1f} | {o['wrapper_extra_ms']:.2f} | {o['lfd_ms']:.3f} | "
                          f"{o['overhead_pct_of_full_forward']:.1f} | {o['overhead_pct_of_full_step']:.1f} |")
         lines.append("")
-    an = results.get("analysis")
-    if an:
-        lines += ["## Best speedup per fidelity level (mean PSNR ≥ level)", ""]
-        for key in ("speedup_wall", "speedup_ideal"):
-            fr = an[f"frontier_{key}_psnr_mean"]
-            lines += [f"{'Wall-clock' if key == 'speedup_wall' else 'Counted-work'} speedup:", "",
-                      "| PSNR ≥ | PreciseCache | EasyCache (copy-fixed) | LazyCache | PreciseCache vs peers |",
-                      "|---:|---|---|---|---|"]
-            for lvl in map(str, FIDELITY_LEVELS):
-                cells = []
-                for fam in ("PreciseCache", "EasyCache (copy-fixed)", "LazyCache"):
-                    b = fr["levels"][fam][lvl]
-                    cells.append(f"{_n(b['speedup'])}x ({b['method']})" if b["speedup"] else "–")
-                lines.append(f"| {lvl} dB | " + " | ".join(cells) + f" | {fr['verdict'][lvl]} |")
-            lines.append("")
-        t = an["target_2p6x_at_30dB"]
-        lines += [f"Best PreciseCache speedup at mean PSNR ≥ 30 dB: wall {_n(t['speedup_wall']['speedup'])}x "
-                  f"({t['speedup_wall']['method']}), counted {_n(t['speedup_ideal']['speedup'])}x "
-                  f"({t['speedup_ideal']['method']}).", ""]
-        mut = an["input_mutations"]
-        lines += [f"Calls whose apply_model input was modified in place: EasyCache copy-fixed {mut['easycache_copy_fixed']}, "
-                  f"EasyCache as shipped {mut['easycache_as_shipped']}, LazyCache {mut['lazycache']}, "
-                  f"PreciseCache {mut['precisecache']}.", ""]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -964,9 +1013,14 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     written = []
-    main = results["scenarios"].get("main")
-    if not main:
-        return written
+    for scen_name, scen in results["scenarios"].items():
+        written += _plot_scenario(plt, results, scen_name, scen, out_dir)
+    return written
+
+
+def _plot_scenario(plt, results, scen_name, main, out_dir) -> list[str]:
+    written = []
+    suffix = "" if scen_name == "main" else f"_{scen_name}"
     rows = main["methods"]
     styles = {
         "PreciseCache LFCache": ("tab:blue", "o", "-"), "PreciseCache Flash": ("tab:purple", "D", "-"),
@@ -1003,7 +1057,7 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
         ax.set_ylim(bottom=max(0.0, min([_psnr_for_plot(r) or 60 for r in rows if r["family"] in families]
                                         + [r["psnr_worst"] or 60 for r in rows if r["family"] in families]) - 2),
                     top=62)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper right")
 
     c = main["config"]
     meta = results["meta"]
@@ -1015,7 +1069,7 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
                  f"{tuple(c['latent_shape'])}, {c['steps']} euler steps, CFG {c['cfg']}, {len(main['pairs'])} pairs "
                  f"(PSNR = 60 plotted for identical)", fontsize=9)
     fig.tight_layout()
-    p = out_dir / "speedup_vs_psnr.png"
+    p = out_dir / f"speedup_vs_psnr{suffix}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
     written.append(p.name)
@@ -1030,7 +1084,7 @@ def write_plots(results: dict, out_dir: Path) -> list[str]:
         fig.suptitle("Open points: reuse mode (a), ranking norm (b), Δmax definition (c), trial downsampling (d), "
                      "Flash α (e)", fontsize=9)
         fig.tight_layout()
-        p = out_dir / "open_points.png"
+        p = out_dir / f"open_points{suffix}.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         written.append(p.name)
@@ -1083,19 +1137,23 @@ def parse_args(argv=None):
     ap.add_argument("--comfyui", default=None, help="ComfyUI directory (default: COMFYUI_DIR, ../ComfyUI, /opt/ComfyUI)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--scenarios", default="main,large",
-                    help="comma list: main (the model's training size), large (--large-size, fewer methods/pairs)")
+                    help="comma list: main (the model's training size, all methods), large (--large-size, fewer "
+                         "methods and pairs), xl (--xl-size, a handful of methods; slow: ~10 min, not in the default)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--size", type=int, default=128, help="main scenario frame size in pixels (latent = size / 8)")
     ap.add_argument("--frames", type=int, default=9, help="video frames (latent frames = 1 + (frames - 1) / 4)")
     ap.add_argument("--pairs", type=int, default=8, help="seed x condition pairs of the main scenario")
     ap.add_argument("--repeats", type=int, default=2, help="timing repeats of the main scenario (rounds = pairs x repeats)")
-    ap.add_argument("--large-size", type=int, default=256)
+    ap.add_argument("--large-size", type=int, default=256, help="frame size of the 'large' scenario (latent 32x32)")
     ap.add_argument("--large-pairs", type=int, default=4)
-    ap.add_argument("--alphas", default="0.2,0.3,0.5,0.7,0.85,1.0,1.25,1.5", help="LFCache α sweep")
+    ap.add_argument("--xl-size", type=int, default=512, help="frame size of the opt-in 'xl' scenario (latent 64x64)")
+    ap.add_argument("--xl-frames", type=int, default=9)
+    ap.add_argument("--xl-pairs", type=int, default=2)
+    ap.add_argument("--alphas", default="0.2,0.3,0.5,0.7,1.0,1.25,1.5,2.0", help="LFCache α sweep")
     ap.add_argument("--flash-alphas", default="0.3,0.5,0.7,1.0", help="Flash α sweep (open point e)")
-    ap.add_argument("--easy-thresholds", default="0.025,0.05,0.1,0.2,0.3,0.5", help="EasyCache (copy-fixed) sweep")
-    ap.add_argument("--lazy-thresholds", default="0.025,0.05,0.1,0.2,0.3,0.5", help="LazyCache sweep")
+    ap.add_argument("--easy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="EasyCache (copy-fixed) sweep")
+    ap.add_argument("--lazy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="LazyCache sweep")
     ap.add_argument("--easy-shipped-thresholds", default="0.1,0.2", help="EasyCache as shipped (reference only)")
     ap.add_argument("--dmax-first-k", type=int, default=5, help="open point c: Δmax = max over the first k Δ's")
     ap.add_argument("--no-open-points", action="store_true", help="skip the open-point variants (a-d)")
@@ -1157,8 +1215,8 @@ def main(argv=None) -> int:
         "scenarios": scenarios,
         "overhead": overhead,
     }
-    if "main" in scenarios:
-        results["analysis"] = analyze(scenarios["main"], overhead)
+    for name, scen in scenarios.items():
+        scen["analysis"] = analyze(scen, overhead if name == "main" else [])
     results["meta"]["runtime_seconds"] = time.perf_counter() - t_start
     (out_dir / "results.json").write_text(json.dumps(_json_clean(results), indent=1, allow_nan=False) + "\n")
     write_markdown(results, out_dir / "results.md")
