@@ -82,11 +82,60 @@ def get_setup(model) -> PreciseCacheSetup | None:
     return model.model_options.get("transformer_options", {}).get(SETUP_KEY)
 
 
+COMPILE_WRAPPER_KEY = "torch.compile"
+"""Key of ComfyUI's compile wrapper (``comfy_api.torch_helpers.torch_compile.COMPILE_KEY``)."""
+
+
+class CompileConflictError(ValueError):
+    pass
+
+
+def _compiled_keys(wrapper) -> list[str] | None:
+    """The module paths a ``set_torch_compile_wrapper`` wrapper compiles (from its closure), or None."""
+    for cell in getattr(wrapper, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
+            return sorted(value)
+    return None
+
+
+def check_not_compiled_whole(model) -> None:
+    """Refuse a model whose whole diffusion_model is torch.compile'd (TorchCompileModel).
+
+    Our DIFFUSION_MODEL wrapper and block patches run inside ``diffusion_model.forward``: compiled
+    as a whole, torch.compile either recompiles at every step (their Python state changes each
+    call) or, with TorchCompileModel's guard filter on transformer_options, replays stale branches
+    (seen: KeyError). Compiling only the transformer blocks ('diffusion_model.blocks.N', as
+    block-wise compile nodes do) keeps our code outside the compiled regions and is allowed.
+    """
+    found = None
+    for where, module in (("object patch", model.object_patches.get("diffusion_model")),
+                          ("attribute", getattr(model.model, "diffusion_model", None))):
+        if isinstance(module, torch.nn.Module) and getattr(module, "_orig_mod", None) is not None:
+            found = f"diffusion_model is a torch.compile'd module ({where})"
+    for wrapper in model.get_wrappers(comfy.patcher_extension.WrappersMP.APPLY_MODEL, COMPILE_WRAPPER_KEY):
+        keys = _compiled_keys(wrapper)
+        if keys is None or any(not k.startswith("diffusion_model.") for k in keys):
+            found = f"torch.compile wrapper over {keys if keys is not None else 'unknown modules'}"
+    if found:
+        raise CompileConflictError(
+            f"PreciseCache cannot run inside a torch.compile of the whole diffusion model ({found}; e.g. the "
+            f"TorchCompileModel node): its per-step decisions and block patches would be compiled into the model, "
+            f"which recompiles at every step or replays stale decisions. Remove TorchCompileModel, or compile only "
+            f"the transformer blocks (set_torch_compile_wrapper with keys 'diffusion_model.blocks.N', as block-wise "
+            f"compile nodes do), which works with PreciseCache.")
+
+
 def apply_setup(model, *, lf: LFCacheConfig | None = None, block: BlockCacheConfig | None = None):
     """Clone ``model`` and add LFCache and/or BlockCache to it; the input model is left untouched.
 
-    Raises :class:`models.UnsupportedModelError` for models other than Wan, HunyuanVideo, LTX-Video.
+    Raises :class:`models.UnsupportedModelError` for models other than Wan, HunyuanVideo, LTX-Video,
+    and :class:`CompileConflictError` for a model compiled as a whole (TorchCompileModel).
     """
+    check_not_compiled_whole(model)
     support = model_support(model)
     patched = model.clone()
     old = get_setup(patched)
@@ -146,6 +195,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     noise, sigmas = args[0], args[3]
     run = None
     try:
+        check_not_compiled_whole(guider.model_patcher)  # TorchCompileModel may come after our nodes
         support = model_support(guider.model_patcher)
         latent_shape = tuple(noise.shape)
         if setup.lf is not None and setup.lf.alpha > 0:
