@@ -6,7 +6,7 @@
 
 ComfyUI is found through COMFYUI_DIR, then ../ComfyUI, then /opt/ComfyUI. The server runs with
 ``--base-directory`` set to a folder of ours (default ``./comfy_run``) whose ``custom_nodes/`` links
-to this pack and whose ``models/diffusion_models/`` links to the demo model, so the user's own
+to this pack (which lists its own models/ folder, the demo model, to ComfyUI), so the user's own
 ComfyUI folders are never written. Prints the PreciseCache report and where the outputs went.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORKFLOW = REPO / "workflows" / "api" / "precisecache_demo.json"
-DEMO_MODEL = REPO / "models" / "precisecache_demo_wan.safetensors"
 
 
 def find_comfyui() -> Path:
@@ -40,13 +39,11 @@ def find_comfyui() -> Path:
 def prepare_base_dir(base: Path) -> None:
     for sub in ("custom_nodes", "models/diffusion_models", "input", "output", "temp", "user/default"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    links = {base / "custom_nodes" / "PreciseCache": REPO,
-             base / "models" / "diffusion_models" / DEMO_MODEL.name: DEMO_MODEL}
-    for link, target in links.items():
-        if link.is_symlink() and link.resolve() != target.resolve():
-            link.unlink()
-        if not link.exists() and target.exists():
-            link.symlink_to(target)
+    link = base / "custom_nodes" / "PreciseCache"  # the demo model comes with the pack (models/)
+    if link.is_symlink() and link.resolve() != REPO:
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(REPO)
     settings = base / "user" / "default" / "comfy.settings.json"
     if not settings.exists():
         settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
