@@ -302,6 +302,7 @@ class Bench:
         self.model.add_wrapper_with_key(self.wrappers.APPLY_MODEL, "precisecache_bench_guard", self._guard_wrapper)
         self.counter = cache_helpers.count_work(base)
         self.easy_bytes: list[int] = []
+        self.last_cpu_seconds = 0.0
 
     # -- model
     def _install_model(self, model_path: Path | None, models_dir: str) -> dict:
@@ -401,9 +402,11 @@ class Bench:
         pos = [[conditioning.embed(condition), {}]]
         neg = [[conditioning.negative(), {}]]
         latent = {"samples": torch.zeros(cfg.latent_shape)}
+        c0 = time.process_time()
         t0 = time.perf_counter()
         out = self.comfy.nodes.KSampler().sample(model, seed, cfg.steps, cfg.cfg, "euler", "simple", pos, neg,
                                                  latent, denoise=1.0)[0]["samples"]
+        self.last_cpu_seconds = time.process_time() - c0
         return out, time.perf_counter() - t0
 
     def decode(self, latent):
@@ -494,6 +497,7 @@ class RunRecord:
     repeat: int
     round: int
     seconds: float
+    cpu_seconds: float = 0.0
     full_forwards: int = 0
     trial_forwards: int = 0
     reused_forwards: int = 0
@@ -550,7 +554,7 @@ def run_scenario(bench: Bench, cfg: ScenarioConfig, log=print) -> dict:
                 bench.easy_bytes.clear()
                 with bench.variant(m.variant):
                     out, secs = bench.sample(model, seed, cond, cfg)
-                rec = RunRecord(m.name, pi, rep, rnd, secs, input_mutations=bench.guard_mutations,
+                rec = RunRecord(m.name, pi, rep, rnd, secs, bench.last_cpu_seconds, input_mutations=bench.guard_mutations,
                                 model_calls=bench.guard_calls)
                 c = bench.counter
                 rec.hook_full, rec.hook_trial, rec.hook_blocks = c.full_forwards(), c.trial_forwards(), c.full_block_calls()
@@ -623,6 +627,7 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
     for r in records:
         by_method.setdefault(r.method, []).append(r)
     unc = {r.round: r.seconds for r in by_method["uncached"]}
+    unc_cpu = {r.round: r.cpu_seconds for r in by_method["uncached"]}
     unc_full = {r.pair: r.full_forwards for r in by_method["uncached"]}
     refs = {pi: bench.decode(outputs[("uncached", pi)]) for pi in range(len(pairs))}
     rows = []
@@ -631,6 +636,8 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
         first = [r for r in recs if r.repeat == 0]
         ratios = [r.seconds / unc[r.round] for r in recs]
         ratio = _median(ratios)
+        cpu_ratios = [r.cpu_seconds / unc_cpu[r.round] for r in recs if unc_cpu[r.round] > 0]
+        cpu_ratio = _median(cpu_ratios)
         psnrs, ssims = [], []
         for pi in range(len(pairs)):
             if m.name == "uncached":
@@ -669,6 +676,10 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
             "speedup_wall": speedup,
             "speedup_ideal": ideal,
             "realized_over_ideal": (speedup / ideal) if (speedup and ideal) else None,
+            "cpu_seconds_median": _median([r.cpu_seconds for r in recs]),
+            "cpu_ratio_median": cpu_ratio,
+            "speedup_cpu": (1.0 / cpu_ratio) if cpu_ratio else None,
+            "realized_over_ideal_cpu": (1.0 / cpu_ratio / ideal) if (cpu_ratio and ideal) else None,
             "report_estimated_speedup_mean": _mean([r.report_speedup for r in first]),
             "psnr_identical": m.name == "uncached" or (len(finite) == 0),
             "psnr_identical_pairs": len(psnrs) - len(finite),
@@ -820,7 +831,7 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
     rows = main["methods"]
     get = {r["name"]: r for r in rows}
     analysis = {}
-    for key in ("speedup_wall", "speedup_ideal"):
+    for key in ("speedup_wall", "speedup_cpu", "speedup_ideal"):
         for metric in ("psnr_mean", "psnr_worst"):
             levels = {fam: best_at_levels(rows, fams, key, metric=metric)
                       for fam, fams in (("PreciseCache", PRECISECACHE_FAMILIES),
@@ -841,10 +852,11 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
                                     else f"below by {best - ours:.2f}x ({100 * (1 - ours / best):.0f}%)")
             analysis[f"frontier_{key}_{metric}"] = {"levels": levels, "verdict": verdict}
     target_30 = {key: best_at_levels(rows, PRECISECACHE_FAMILIES, key, levels=(30.0,))["30.0"]
-                 for key in ("speedup_wall", "speedup_ideal")}
+                 for key in ("speedup_wall", "speedup_cpu", "speedup_ideal")}
     analysis["target_2p6x_at_30dB"] = target_30
     presets = {n: get[n] for n in ("lf_a0.5", "lf_a0.7", "flash_a0.5") if n in get}
     analysis["realized_over_ideal_presets"] = {n: r["realized_over_ideal"] for n, r in presets.items()}
+    analysis["realized_over_ideal_cpu_presets"] = {n: r["realized_over_ideal_cpu"] for n, r in presets.items()}
     ours = [r for r in rows if r["kind"] == "precisecache" and r["realized_over_ideal"] is not None]
     analysis["realized_over_ideal_precisecache_range"] = (
         [min(r["realized_over_ideal"] for r in ours), max(r["realized_over_ideal"] for r in ours)] if ours else None)
@@ -876,7 +888,7 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
         op["pairs"] = [p for p in op["pairs"] if p]
         if op["variant"] and op["pairs"]:
             op["frontier"] = {k: {fam: best_at_levels(rows, (fam,), k) for fam in (op["baseline"], op["variant"])}
-                              for k in ("speedup_wall", "speedup_ideal")}
+                              for k in ("speedup_wall", "speedup_cpu", "speedup_ideal")}
     analysis["open_points"] = {k: v for k, v in opens.items() if v["pairs"]}
     easy_fixed_mut = sum(r["input_mutations"] for r in rows if r["family"] == "EasyCache (copy-fixed)")
     easy_shipped_mut = sum(r["input_mutations"] for r in rows if r["family"] == "EasyCache (as shipped)")
@@ -888,7 +900,8 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
 
 
 def _brief(r):
-    return {"name": r["name"], "label": r["label"], "speedup_wall": r["speedup_wall"], "speedup_ideal": r["speedup_ideal"],
+    return {"name": r["name"], "label": r["label"], "speedup_wall": r["speedup_wall"], "speedup_cpu": r["speedup_cpu"],
+            "speedup_ideal": r["speedup_ideal"],
             "psnr_mean": r["psnr_mean"], "psnr_worst": r["psnr_worst"], "ssim_mean": r["ssim_mean"],
             "full_forwards": r["full_forwards"], "blocks_reused": r["blocks_reused"]}
 
@@ -904,8 +917,9 @@ def _n(v, fmt="{:.2f}", none="–"):
 
 def method_table(rows, blocks_per_forward) -> list[str]:
     lines = ["| method | full fwd | trial fwd | blocks computed / reused | cache KiB | wall ratio | speedup wall | "
-             "speedup counted | realized ÷ ideal | PSNR mean | PSNR worst | SSIM mean | SSIM worst | counts |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "speedup CPU time | speedup counted | realized ÷ ideal (wall) | PSNR mean | PSNR worst | SSIM mean | "
+             "SSIM worst | counts |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         psnr_mean = "∞ (identical)" if r["psnr_identical"] else _n(r["psnr_mean"])
         psnr_worst = "∞" if r["psnr_identical"] else _n(r["psnr_worst"])
@@ -916,7 +930,8 @@ def method_table(rows, blocks_per_forward) -> list[str]:
             f"| {r['label']} | {_n(r['full_forwards'], '{:.1f}')} | {_n(r['trial_forwards'], '{:.1f}')} | "
             f"{_n(r['blocks_computed'], '{:.0f}')} / {_n(r['blocks_reused'], '{:.0f}')} | "
             f"{_n(r['cache_bytes'] / 1024, '{:.0f}')} | {_n(r['wall_ratio_median'], '{:.3f}')} | "
-            f"{_n(r['speedup_wall'])}x | {_n(r['speedup_ideal'])}x | {_n(r['realized_over_ideal'])} | "
+            f"{_n(r['speedup_wall'])}x | {_n(r['speedup_cpu'])}x | {_n(r['speedup_ideal'])}x | "
+            f"{_n(r['realized_over_ideal'])} | "
             f"{psnr_mean} | {psnr_worst} | {_n(r['ssim_mean'], '{:.4f}')} | {_n(r['ssim_worst'], '{:.4f}')} | {checks} |")
     return lines
 
@@ -925,9 +940,10 @@ def analysis_lines(an: dict) -> list[str]:
     lines = []
     if an:
         lines += ["### Best speedup per fidelity level (mean PSNR ≥ level)", ""]
-        for key in ("speedup_wall", "speedup_ideal"):
+        for key in ("speedup_wall", "speedup_cpu", "speedup_ideal"):
             fr = an[f"frontier_{key}_psnr_mean"]
-            lines += [f"{'Wall-clock' if key == 'speedup_wall' else 'Counted-work'} speedup:", "",
+            title = {"speedup_wall": "Wall-clock", "speedup_cpu": "CPU-time", "speedup_ideal": "Counted-work"}[key]
+            lines += [f"{title} speedup:", "",
                       "| PSNR ≥ | PreciseCache | EasyCache (copy-fixed) | LazyCache | PreciseCache vs peers |",
                       "|---:|---|---|---|---|"]
             for lvl in map(str, FIDELITY_LEVELS):
@@ -939,17 +955,20 @@ def analysis_lines(an: dict) -> list[str]:
             lines.append("")
         t = an["target_2p6x_at_30dB"]
         lines += [f"Best PreciseCache speedup at mean PSNR ≥ 30 dB: wall {_n(t['speedup_wall']['speedup'])}x "
-                  f"({t['speedup_wall']['method']}), counted {_n(t['speedup_ideal']['speedup'])}x "
+                  f"({t['speedup_wall']['method']}), CPU time {_n(t['speedup_cpu']['speedup'])}x "
+                  f"({t['speedup_cpu']['method']}), counted {_n(t['speedup_ideal']['speedup'])}x "
                   f"({t['speedup_ideal']['method']}).", ""]
         ops = an.get("open_points") or {}
         if ops:
             lines += ["### Open points (pairs: same settings but the one choice)", "",
-                      "| point | setting | speedup wall | speedup counted | PSNR mean | PSNR worst | SSIM mean | full fwd | blocks reused |",
-                      "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| point | setting | speedup wall | speedup CPU | speedup counted | PSNR mean | PSNR worst | SSIM mean | "
+                      "full fwd | blocks reused |",
+                      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
             for key, op in ops.items():
                 for group in op["pairs"]:
                     for b in group:
-                        lines.append(f"| {key} | {b['label']} | {_n(b['speedup_wall'])}x | {_n(b['speedup_ideal'])}x | "
+                        lines.append(f"| {key} | {b['label']} | {_n(b['speedup_wall'])}x | {_n(b['speedup_cpu'])}x | "
+                                     f"{_n(b['speedup_ideal'])}x | "
                                      f"{_n(b['psnr_mean'])} | {_n(b['psnr_worst'])} | {_n(b['ssim_mean'], '{:.4f}')} | "
                                      f"{_n(b['full_forwards'], '{:.1f}')} | {_n(b['blocks_reused'], '{:.1f}')} |")
             lines += ["", "Best speedup at mean PSNR ≥ level, baseline family vs variant family:", "",
@@ -959,7 +978,7 @@ def analysis_lines(an: dict) -> list[str]:
                 for k, fams in (op.get("frontier") or {}).items():
                     for fam, levels in fams.items():
                         cells = [_n(levels[str(lvl)]["speedup"]) for lvl in FIDELITY_LEVELS]
-                        lines.append(f"| {key} | {'wall' if k == 'speedup_wall' else 'counted'} | {fam} | "
+                        lines.append(f"| {key} | {k.replace('speedup_', '').replace('ideal', 'counted')} | {fam} | "
                                      + " | ".join(cells) + " |")
             lines.append("")
         mut = an["input_mutations"]
@@ -983,7 +1002,8 @@ def write_markdown(results: dict, path: Path) -> None:
                   f"{c['frames']} frames), euler/simple, {c['steps']} steps, CFG {c['cfg']}, "
                   f"{len(scen['pairs'])} seed x condition pairs, {c['repeats']} timing repeat(s)", ""]
         lines += ["Counts are means per run over the pairs; wall ratio = median over rounds of (method time ÷ "
-                  "uncached time in the same round); speedup counted = uncached forwards ÷ (full + trial × token "
+                  "uncached time in the same round); speedup CPU time = the same with the process's CPU time "
+                  "(less sensitive to other jobs on the machine); speedup counted = uncached forwards ÷ (full + trial × token "
                   "ratio − reused blocks ÷ blocks per forward); PSNR/SSIM of decoded frames vs the uncached output "
                   "(worst = lowest over pairs).", ""]
         lines += method_table(scen["methods"], meta.get("blocks_per_forward"))
@@ -1112,13 +1132,14 @@ def _git_commit() -> str:
 def print_summary(results: dict, log=print) -> None:
     for name, scen in results["scenarios"].items():
         log(f"\n== scenario {name}: latent {tuple(scen['config']['latent_shape'])} ==")
-        log(f"{'method':52s} {'full':>6s} {'trial':>6s} {'blk re':>7s} {'wall x':>7s} {'ideal x':>7s} "
+        log(f"{'method':52s} {'full':>6s} {'trial':>6s} {'blk re':>7s} {'wall x':>7s} {'cpu x':>7s} {'ideal x':>7s} "
             f"{'r/i':>5s} {'PSNR':>7s} {'worst':>7s} {'SSIM':>7s}")
         for r in scen["methods"]:
             psnr = "inf" if r["psnr_identical"] else _n(r["psnr_mean"])
             worst = "inf" if r["psnr_identical"] else _n(r["psnr_worst"])
             log(f"{r['label'][:52]:52s} {r['full_forwards']:6.1f} {r['trial_forwards']:6.1f} {r['blocks_reused']:7.1f} "
-                f"{_n(r['speedup_wall']):>7s} {_n(r['speedup_ideal']):>7s} {_n(r['realized_over_ideal']):>5s} "
+                f"{_n(r['speedup_wall']):>7s} {_n(r['speedup_cpu']):>7s} {_n(r['speedup_ideal']):>7s} "
+                f"{_n(r['realized_over_ideal']):>5s} "
                 f"{psnr:>7s} {worst:>7s} {r['ssim_mean']:7.4f}")
 
 
