@@ -22,7 +22,7 @@ import pytest
 
 import test_workflows_support as ws
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PRECISECACHE_CHROMIUM", "/usr/bin/chromium")   # Debian's chromium
 
 
 def _skip_reason():
@@ -238,6 +238,27 @@ def test_demo_runs_from_the_editor_and_shows_the_report(fresh_page, server, shot
     page.screenshot(path=str(_shot_path(shots, "docs/images/report_example.png")), clip=rect)
     root, in_repo = shots
     print(f"screenshots in {root}{' (repository)' if in_repo else ''}")
+
+
+# --------------------------------------------------------------------------- the template browser
+def test_template_browser_lists_the_workflows_with_thumbnails_and_opens_one(fresh_page):
+    page = fresh_page
+    page.evaluate("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    page.get_by_text(ws.PACK_FOLDER, exact=True).first.click(timeout=15_000)
+    page.wait_for_function(f"() => document.querySelectorAll('[data-testid^=\"template-workflow-\"]').length >= "
+                           f"{len(ws.UI_WORKFLOWS)}", timeout=15_000)
+    cards = page.evaluate("""() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')].map(c => [
+        c.getAttribute('data-testid').slice('template-workflow-'.length),
+        [...c.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0)])""")
+    assert sorted(name for name, _ in cards) == ws.UI_WORKFLOWS, cards
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid^="template-workflow-"]')]
+        .every(c => [...c.querySelectorAll('img')].some(i => i.complete && i.naturalWidth > 0))""", timeout=15_000)
+    page.click(f'[data-testid="template-workflow-{ws.DEMO}"]')
+    page.wait_for_function(f"() => app.extensionManager.workflow.activeWorkflow && "
+                           f"app.extensionManager.workflow.activeWorkflow.filename === '{ws.DEMO}'", timeout=15_000)
+    types = page.evaluate("() => app.graph.nodes.map(n => n.type)")
+    assert sorted(types) == sorted(n["type"] for n in ws.load_json(ws.ui_path(ws.DEMO))["nodes"])
+    assert not page.evaluate(DIALOGS), page.evaluate(DIALOGS)
 
 
 # --------------------------------------------------------------------------- the checks can fail
