@@ -112,8 +112,8 @@ MODELS = {m.name: m for m in [
 ]}
 
 DEMO_MODEL = "precisecache_demo_wan.safetensors"
-"""The pack's own tiny trained Wan 2.1 (models/ in this repository); users link or copy it into
-ComfyUI/models/diffusion_models (docs/workflows.md). It has no download address."""
+"""The pack's own tiny trained Wan 2.1 (models/ in this repository, which the pack lists under
+diffusion_models when it loads). It has no download address."""
 
 MODEL_INPUTS = {
     # node type -> its model-file combo inputs (checked against the expected file, not the option list)
@@ -205,8 +205,8 @@ def demo_workflow() -> Workflow:
     text = ("PreciseCache demo: runs anywhere, no downloads.\n\n"
             f"Model: {DEMO_MODEL}, a tiny Wan 2.1 (random 16-token text embeddings instead of UMT5, a "
             "linear stand-in VAE) trained on procedural clips: pick a prompt from the list. "
-            "It ships in the pack's models/ folder: link or copy it into ComfyUI/models/diffusion_models "
-            "(see docs/workflows.md), then restart or press R.\n\n"
+            "It ships in the pack's models/ folder, which the pack lists under diffusion_models: "
+            "nothing to copy or download.\n\n"
             "Preset: Flash (LFCache Base + BlockCache 40 % / 3), 50 euler steps, cfg 5. The Report node "
             "plots the low-frequency difference per step, the skip threshold, the skipped steps (green) and "
             "the reused blocks per step. Set LFCache alpha 0 and BlockCache pivotal_ratio 1 to compare with "

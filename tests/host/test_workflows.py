@@ -60,6 +60,15 @@ def test_demo_model_is_in_the_repository():
                                      f"(workflows/{ws.DEMO}.json) cannot run without it")
 
 
+def test_demo_model_is_listed_without_copying_it(server, object_info):
+    """The pack lists its own models/ folder under diffusion_models: the demo model is offered by the
+    UNETLoader although the test ComfyUI's models folder does not hold it."""
+    import os
+    name = ws.DEMO_MODEL.name
+    assert not os.path.lexists(os.path.join(server.base_dir, "models", "diffusion_models", name))
+    assert name in object_info["UNETLoader"]["input"]["required"]["unet_name"][0]
+
+
 # --------------------------------------------------------------------------- templates
 def test_template_endpoint_lists_only_the_ui_workflows(server):
     listing = server.get_json("/api/workflow_templates")

@@ -99,16 +99,16 @@ def load_build_script():
 def prepare_base_dir(base_dir: str) -> None:
     """Make every workflow's files resolvable in the test ComfyUI: empty stand-ins named like the
     real model files (validation checks names, not contents; loading one fails at once, so nothing
-    heavy can ever run), the demo model (a link to the real one), and the input picture."""
+    heavy can ever run) and the input picture. Not the demo model: the pack lists its own models/
+    folder to ComfyUI, which is what users rely on, so the tests rely on it too."""
     base = Path(base_dir)
     for name, files in EXPECTED_MODEL_FILES.items():
+        if name == DEMO:
+            continue
         for folder, filename in files:
             path = base / "models" / folder / filename
             path.parent.mkdir(parents=True, exist_ok=True)
-            if name == DEMO:
-                if not path.exists() and DEMO_MODEL.is_file():
-                    path.symlink_to(DEMO_MODEL)
-            elif not path.exists():
+            if not path.exists():
                 path.write_bytes(b"")
     picture = base / "input" / INPUT_IMAGE_NAME
     if not picture.exists():
