@@ -88,6 +88,7 @@ class PreciseCacheRun:
         if block:
             self._block_window = StepClock.from_schedule(schedule, percent_to_sigma(block.start_percent),
                                                          percent_to_sigma(block.end_percent))
+        self._drop_if_window_misses_run(schedule)
         self.blocks = BlockResidualCache(block) if block else None
         self._steps: dict[int, _StepRecord] = {}
         self._ordinals: dict[tuple[Hashable, ...], int] = {}
@@ -218,6 +219,20 @@ class PreciseCacheRun:
             self.blocks.release()
 
     # -- internals ----------------------------------------------------------------------------
+    def _drop_if_window_misses_run(self, schedule: Sequence[float]) -> None:
+        """A cache whose start/end window (percent of the whole denoising schedule) contains none of
+        this run's steps cannot act: turn it off, so it costs nothing (no trial forwards, no
+        residuals). Happens to a sampler that runs only part of the schedule (KSamplerAdvanced,
+        Wan 2.2's high-noise expert with a late window)."""
+        steps = self.clock.sigmas[:-1] if len(self.clock.sigmas) > 1 else self.clock.sigmas
+        for name, active, window in (("LFCache", "lf_active", getattr(self, "_lf_window", None)),
+                                     ("BlockCache", "block_active", getattr(self, "_block_window", None))):
+            if getattr(self, active) and not any(window.in_window(s) for s in steps):
+                setattr(self, active, False)
+                self.report.notes.append(f"no step of this run (sigma {steps[0]:.4g} to {steps[-1]:.4g}) lies in "
+                                         f"{name}'s start/end window, which is on the whole denoising schedule: "
+                                         f"{name} is off for this run")
+
     def _blocks_reused(self) -> int:
         return self.blocks.blocks_reused if self.blocks is not None else 0
 
