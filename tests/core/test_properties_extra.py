@@ -142,8 +142,9 @@ def test_few_step_schedules_are_never_cached(n, alpha):
 
 # -- sigma -> step mapping ----------------------------------------------------------------------
 decreasing = st.tuples(st.floats(0.01, 100.0), st.lists(st.floats(0.05, 0.99), min_size=1, max_size=40)).map(
-    lambda v: [v[0] * math.prod(v[1][:i]) for i in range(len(v[1]) + 1)] + [0.0])
-"""Strictly decreasing schedules ending at 0, consecutive sigmas at least 1 % apart."""
+    lambda v: [x for x in (v[0] * math.prod(v[1][:i]) for i in range(len(v[1]) + 1)) if x >= 1e-4] + [0.0])
+"""Strictly decreasing schedules ending at 0, consecutive sigmas at least 1 % apart, none below 1e-4
+(step_of has an absolute tolerance of 1e-12: real schedules never come near it)."""
 
 
 @settings(max_examples=100, deadline=None)
@@ -217,3 +218,22 @@ def test_memory_budget_is_never_exceeded_and_release_frees_everything(sizes, bud
     assert len(refs) == (len(sizes) * slots if not budget_bytes else len(refs))
     cache.release()  # no gc.collect(): buffers must go with their last reference, not wait for a cycle
     assert cache.bytes_allocated == 0 and all(r() is None for r in refs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(FEW_STEP_LIMIT + 1, 30), st.floats(0.0, 0.95), st.floats(0.05, 1.0), st.floats(0.0, 0.8))
+def test_a_window_outside_the_run_turns_the_cache_off(n, start, span, first):
+    """A sampler running part of the schedule (KSamplerAdvanced, a Wan 2.2 expert): a cache whose
+    whole-schedule window holds none of its steps costs nothing (no trial, no block work)."""
+    end = min(1.0, start + span)
+    full = [1.0 - i / 40 for i in range(40)] + [0.0]
+    part = [s for s in full if s <= 1.0 - first][:n + 1]
+    assume(len(part) == n + 1)
+    lf = LFCacheConfig(alpha=1.0, start_percent=start, end_percent=end).validate()
+    block = BlockCacheConfig(pivotal_ratio=0.0, start_percent=start, end_percent=end).validate()
+    run = PreciseCacheRun(lf, block, part, (1, 4, 3, 8, 8), lambda p: 1.0 - p)
+    inside = [s for s in part[:-1] if 1.0 - end < s <= (1.0 - start) * (1 + 1e-5)]  # schedule.py tolerance
+    assert run.lf_active == bool(inside) and run.block_active == bool(inside)
+    plan = run.begin_call(("c",), part[0])
+    assert plan.needs_trial == bool(inside)
+    assert any("window" in note for note in run.report.notes) != bool(inside)
