@@ -77,9 +77,10 @@ def report_figure_png(report: RunReport, width_px: int = 900, height_px: int = 5
         top.set_yticks([])
     if skipped:
         handles.append(Patch(color=SKIP_COLOR, alpha=0.3, label="skipped step (cached prediction reused)"))
-    if handles:
-        top.legend(handles=handles, fontsize=7.5, loc="upper right", framealpha=0.85)
-    top.set_title(_title(report), fontsize=10.5)
+    if handles:   # above the plot, so it never hides a step
+        top.legend(handles=handles, fontsize=7.5, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(handles),
+                   frameon=False, handlelength=1.8, columnspacing=1.2)
+    fig.suptitle(_title(report), fontsize=10.5)
     subtitle = "; ".join(p for p in (report.model, report.settings) if p)
     if subtitle:
         fig.text(0.5, 0.005, "\n".join(textwrap.wrap(subtitle, 150)[:2]), ha="center", va="bottom", fontsize=7,
