@@ -207,17 +207,23 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         options[RUN_KEY] = run
         for note in run.report.notes:
             log.info("PreciseCache - %s", note)
+        start_notes = len(run.report.notes)
         result = executor(*args, **kwargs)
         report = run.finish(interrupted=False)
         run = None
         setup.reports.record(report)
         log.info(report.summary_line())
+        for note in report.notes[start_notes:]:  # e.g. the memory budget was reached: said once per run
+            log.warning("PreciseCache - %s", note)
         return result
     finally:
         if run is not None:  # failed or interrupted: free everything, keep a report of what happened
+            start_notes = len(run.report.notes)
             report = run.finish(interrupted=True)
             setup.reports.record(report)
             log.info("%s [run did not complete]", report.summary_line())
+            for note in report.notes[start_notes:]:
+                log.warning("PreciseCache - %s", note)
         options.pop(RUN_KEY, None)
         guider.model_options = original_options
 
