@@ -73,6 +73,9 @@ def config_from_inputs(preset: str = "Base", alpha: float = 0.5, trial_downsampl
     """The validated LFCache config for the node's inputs (ValueError naming the bad input)."""
     if preset not in PRESETS:
         raise ValueError(f"preset = {preset!r} is not allowed: choose one of {PRESETS}")
+    # the alpha widget is used only by 'custom', but a bad value is refused whatever the preset
+    # (validate_inputs takes **kwargs, so ComfyUI's own min/max checks are skipped for every input)
+    LFCacheConfig(alpha=alpha).validate()
     base = LFCACHE_PRESETS.get(preset, LFCacheConfig(alpha=alpha))
     return dataclasses.replace(
         base, trial_downsample=(trial_downsample_t, trial_downsample_h, trial_downsample_w),
