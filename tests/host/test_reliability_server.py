@@ -1,0 +1,200 @@
+"""Through the real server (comfy_server fixture) and the nodes in-process (issue 6, items 3-5):
+
+* bad widget values: HTTP 400 at POST /prompt, node_errors naming the input and what is allowed;
+  the server keeps serving;
+* latent-dependent errors (trial factor larger than the latent, latent too small): a clear
+  execution_error raised before sampling starts; the server keeps serving;
+* one patched MODEL shared by several queued prompts and by two samplers in one graph, with
+  different sizes, batch sizes and CFG: every run equals the same prompt run alone;
+* POST /interrupt mid-sampling: the next prompt equals a fresh run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import torch
+
+import harness
+from cache_helpers import BLOCK_DEFAULTS, LF_DEFAULTS, count_work, with_blockcache, with_lfcache
+
+LF = "PreciseCacheLFCache"
+BLOCK = "PreciseCacheBlockCache"
+STEPS = 12
+
+
+def _graph(lf=None, block=None, seed=0, steps=STEPS, cfg=5.0, latent=None, prefix="reliability_server"):
+    chain = [(LF, {**LF_DEFAULTS, "alpha": 1.5, **(lf or {})}),
+             (BLOCK, {**BLOCK_DEFAULTS, "pivotal_ratio": 0.5, **(block or {})})]
+    return harness.sample_graph("wan", seed=seed, steps=steps, cfg=cfg, model_chain=chain, latent=latent,
+                                filename_prefix=f"latents/{prefix}")
+
+
+def _post_raw(server, graph):
+    """POST /prompt; (status, body) also for HTTP errors. NaN goes out as JSON's NaN literal."""
+    data = json.dumps({"prompt": graph, "client_id": server.client_id}).encode()
+    req = urllib.request.Request(server.url + "/prompt", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+BAD_WIDGETS = [
+    (LF, {"preset": "custom", "alpha": -0.5}, "alpha", "[0.0, 2.0]"),
+    (LF, {"preset": "custom", "alpha": math.nan}, "alpha", "[0.0, 2.0]"),
+    (LF, {"preset": "Turbo", "alpha": math.nan}, "alpha", "[0.0, 2.0]"),  # unused by the preset, still refused
+    (LF, {"lowpass_radius": 0.0}, "lowpass_radius", "(0, 0.5]"),
+    (LF, {"lowpass_radius": 0.75}, "lowpass_radius", "(0, 0.5]"),
+    (LF, {"trial_downsample_h": 0}, "trial_downsample_h", "1..16"),
+    (LF, {"trial_downsample_t": 17}, "trial_downsample_t", "1..16"),
+    (LF, {"start_percent": 0.8, "end_percent": 0.3}, "start_percent", "smaller than end_percent"),
+    (LF, {"start_percent": 0.5, "end_percent": 0.5}, "start_percent", "smaller than end_percent"),
+    (LF, {"max_consecutive_skips": -1}, "max_consecutive_skips", "0..100"),
+    (LF, {"reuse": "both"}, "reuse", "choose one of"),
+    (BLOCK, {"pivotal_ratio": 1.5}, "pivotal_ratio", "[0.0, 1.0]"),
+    (BLOCK, {"refresh_interval": 0}, "refresh_interval", "1..20"),
+    (BLOCK, {"start_percent": 0.9, "end_percent": 0.1}, "start_percent", "smaller than end_percent"),
+    (BLOCK, {"memory_budget_mb": -1.0}, "memory_budget_mb", "[0.0, 10000000.0]"),
+    (BLOCK, {"residual_location": "disk"}, "residual_location", "choose one of"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    return comfy_server
+
+
+def test_bad_widget_values_are_refused_with_400_naming_the_input(server):
+    for node, values, name, allowed in BAD_WIDGETS:
+        graph = _graph(lf=values if node == LF else None, block=values if node == BLOCK else None)
+        node_id = "10" if node == LF else "11"
+        status, body = _post_raw(server, graph)
+        assert status == 400, (node, values, body)
+        errors = body["node_errors"][node_id]["errors"]
+        details = " ".join(e["details"] for e in errors)
+        # ComfyUI files a custom validation message under every input of the node; each names the bad one
+        assert all(name in e["details"] and allowed in e["details"] for e in errors), (values, details)
+        assert set(body["node_errors"]) == {node_id}, body["node_errors"]  # only the bad node is blamed
+    # the server keeps serving
+    entry = server.run_prompt(_graph(seed=1, prefix="after_bad_widgets"))
+    assert torch.isfinite(server.load_saved_latent(entry)).all()
+
+
+def test_latent_dependent_errors_come_at_execution_start_and_server_keeps_serving(server):
+    cases = [
+        # 64x64 video -> 8x8 latent cells: a height factor of 16 does not fit
+        (_graph(lf={"trial_downsample_h": 16}), r"trial_downsample_h = 16 does not fit this latent: it has 8 latent "
+                                                r"height.*allowed 1\.\.8"),
+        # 80x48 video -> 10 latent cells wide: a width factor of 12 does not fit
+        (_graph(lf={"trial_downsample_w": 12},
+                latent=("EmptyHunyuanLatentVideo", {"width": 80, "height": 48, "length": 5, "batch_size": 1})),
+         r"trial_downsample_w = 12 does not fit this latent: it has 10 latent width.*allowed 1\.\.10"),
+    ]
+    for graph, message in cases:
+        with pytest.raises(harness.PromptFailed, match=message) as info:
+            server.run_prompt(graph)
+        assert "KSampler" in str(info.value) and "ValueError" in str(info.value)
+        entry = server.run_prompt(_graph(seed=2, prefix="after_exec_error"))
+        assert torch.isfinite(server.load_saved_latent(entry)).all()
+
+
+def test_latent_error_is_raised_before_the_model_runs(comfy, tiny_models, precisecache_pack):
+    model = comfy.load_model("wan")
+    patched = with_lfcache(comfy, model, trial_downsample_w=16)
+    counter = count_work(model)
+    try:
+        with pytest.raises(ValueError, match=r"trial_downsample_w = 16 does not fit"):
+            comfy.sample(patched, "wan", steps=STEPS, cfg=5.0)
+        assert counter.entry_sizes == []
+    finally:
+        counter.close()
+
+
+def test_single_cell_latent_is_refused_before_the_model_runs(comfy, tiny_models, precisecache_pack):
+    """No ComfyUI latent node makes a latent this small (16 px minimum); a custom one could."""
+    model = comfy.load_model("wan")
+    patched = with_lfcache(comfy, model, trial_downsample_t=1, trial_downsample_h=1, trial_downsample_w=1)
+    counter = count_work(model)
+    try:
+        with pytest.raises(ValueError, match=r"latent \(1, 16, 3, 1, 1\) is too small for a trial forward"):
+            comfy.sample(patched, "wan", steps=STEPS, cfg=5.0, latent=torch.zeros(1, 16, 3, 1, 1))
+        assert counter.entry_sizes == []
+    finally:
+        counter.close()
+
+
+@pytest.mark.parametrize("node, values, name, allowed", BAD_WIDGETS)
+def test_node_validation_messages_in_process(comfy, precisecache_pack, node, values, name, allowed):
+    defaults = LF_DEFAULTS if node == LF else BLOCK_DEFAULTS
+    message = comfy.node(node).validate_inputs(**{**defaults, **values})
+    assert isinstance(message, str) and message.startswith(name) and allowed in message
+
+
+# -- one patched model, many runs ----------------------------------------------------------------
+def _two_sampler_graph(seed_a, seed_b, prefix):
+    """Graph with two KSamplers fed by the same patched model: 64x64x9 batch 1 cfg 5, and
+    80x48x5 batch 2 cfg 1."""
+    g = _graph(seed=seed_a, prefix=f"{prefix}_a")
+    g["7"] = {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 80, "height": 48, "length": 5,
+                                                                   "batch_size": 2}}
+    g["8"] = {"class_type": "KSampler", "inputs": {**g["5"]["inputs"], "seed": seed_b, "cfg": 1.0,
+                                                   "latent_image": ["7", 0]}}
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": f"latents/{prefix}_b"}}
+    return g
+
+
+def _outputs(server, entry, ids):
+    return [server.load_saved_latent(entry, node_id) for node_id in ids]
+
+
+def test_queued_prompts_and_two_samplers_share_one_patched_model(server):
+    prompts = [
+        (_two_sampler_graph(1, 2, "share1"), ["6", "9"]),
+        (_graph(seed=3, cfg=3.0, latent=("EmptyHunyuanLatentVideo", {"width": 48, "height": 80, "length": 9,
+                                                                     "batch_size": 2}), prefix="share2"), ["6"]),
+        (_two_sampler_graph(4, 5, "share3"), ["6", "9"]),
+    ]
+    server.free()
+    ids = [server.post_prompt(g) for g, _ in prompts]  # queued together, run one after another
+    together = []
+    for pid, (_, outs) in zip(ids, prompts):
+        entry = server.wait_history(pid, timeout=120)
+        together.append(_outputs(server, entry, outs))
+    # the later prompts reused the cached loader and patched model (same MODEL object)
+    cached = [server.get_json(f"/history/{pid}")[pid]["status"]["messages"] for pid in ids[1:]]
+    for messages in cached:
+        nodes_from_cache = next(d["nodes"] for e, d in messages if e == "execution_cached")
+        assert "10" in nodes_from_cache and "11" in nodes_from_cache
+    for (graph, outs), outputs in zip(prompts, together):
+        server.free()  # fresh loader and patched model: the prompt runs alone
+        alone = _outputs(server, server.run_prompt(graph, timeout=120), outs)
+        for a, b in zip(outputs, alone):
+            assert a.shape == b.shape and torch.equal(a, b)
+    assert together[0][1].shape[0] == 2 and together[1][0].shape[0] == 2
+
+
+def test_post_interrupt_mid_sampling_then_next_prompt_is_fresh(server):
+    big = _graph(seed=11, steps=20, latent=("EmptyHunyuanLatentVideo", {"width": 256, "height": 256, "length": 33,
+                                                                        "batch_size": 1}), prefix="big")
+    small = _graph(seed=12, prefix="after_interrupt")
+    server.run_prompt(_graph(seed=13, prefix="warm"))  # loader and patched model cached
+    pid = server.post_prompt(big)
+    deadline = time.monotonic() + 60
+    while not server.get_json("/queue")["queue_running"]:
+        assert time.monotonic() < deadline, "the prompt never started"
+        time.sleep(0.05)
+    time.sleep(1.5)  # well inside sampling (about 7 s on this CPU)
+    server.post_json("/interrupt", {})
+    with pytest.raises(harness.PromptFailed, match="interrupted"):
+        server.wait_history(pid, timeout=120)
+    assert "[run did not complete]" in server.log_tail(200)
+    after = server.load_saved_latent(server.run_prompt(small))
+    server.free()
+    fresh = server.load_saved_latent(server.run_prompt(small))
+    assert torch.equal(after, fresh)
