@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V and their variants), HunyuanVideo, LTX-Video")
+SUPPORTED_MODELS_TEXT = "Wan 2.1 / 2.2 (T2V, I2V, VACE, camera control), HunyuanVideo, LTX-Video (not LTX-2)"
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,20 @@ class UnsupportedModelError(ValueError):
     pass
 
 
+REFUSED_VARIANTS = {
+    "WanModel_S2V": "Wan 2.2 S2V is audio-driven",
+    "HumoWanModel": "HuMo is audio-driven",
+    "AnimateWanModel": "Wan Animate (pose/face inputs) is not covered by tests",
+    "LTXAVModel": "LTX-2 generates audio and video together",
+}
+"""Subclasses of supported networks whose extra inputs or outputs the cache was not built for:
+a decision taken from the video stream alone could blur the other stream."""
+
+
 def _family(diffusion_model) -> str | None:
     # Imported lazily: only meaningful inside ComfyUI.
+    if type(diffusion_model).__name__ in REFUSED_VARIANTS:
+        return None
     from comfy.ldm.wan.model import WanModel
     from comfy.ldm.hunyuan_video.model import HunyuanVideo
     from comfy.ldm.lightricks.model import LTXVModel
@@ -49,6 +61,7 @@ def model_support(model_patcher) -> ModelSupport:
         keys = tuple(("double_block", i) for i in range(len(diffusion_model.transformer_blocks)))
         return ModelSupport(f"{model_name} (LTX-Video)", keys)
     inner = type(diffusion_model).__name__ if diffusion_model is not None else "none"
+    why = f" ({REFUSED_VARIANTS[inner]})" if inner in REFUSED_VARIANTS else ""
     raise UnsupportedModelError(
-        f"PreciseCache does not support the model {model_name} (diffusion model {inner}). "
+        f"PreciseCache does not support the model {model_name} (diffusion model {inner}{why}). "
         f"Supported: {SUPPORTED_MODELS_TEXT}.")

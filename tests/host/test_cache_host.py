@@ -126,3 +126,17 @@ def test_unsupported_model_is_refused_by_name(ready):
     fake.model.diffusion_model = torch.nn.Linear(2, 2)
     with pytest.raises(ValueError, match=r"does not support the model BaseModel.*Supported: Wan"):
         with_lfcache(comfy, fake)
+
+
+def test_audio_video_variants_are_refused_by_name(ready):
+    """LTX-2 (audio + video) subclasses LTX-Video's network but is refused, naming why."""
+    comfy, _ = ready
+    from comfy.ldm.lightricks.av_model import LTXAVModel
+
+    model = comfy.load_model("ltxv")
+    fake = model.clone()
+    fake.model = type(model.model).__new__(type(model.model))
+    torch.nn.Module.__init__(fake.model)
+    fake.model.diffusion_model = LTXAVModel.__new__(LTXAVModel)
+    with pytest.raises(ValueError, match=r"LTXAVModel \(LTX-2 generates audio and video together\).*Supported"):
+        with_blockcache(comfy, fake)
