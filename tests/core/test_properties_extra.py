@@ -110,9 +110,10 @@ def test_run_never_skips_first_step_window_or_limit(n, alpha, limit, seed, start
     skips = []
     for i, sigma in enumerate(_schedule(n)[:-1]):
         plan = run.begin_call(("c",), sigma)
-        assert plan.needs_trial and plan.step == i
+        assert plan.step == i and plan.needs_trial == run.lf_active  # off when no step lies in the window
         # shrinking updates, like a denoising trajectory, plus noise
-        skip = run.decide(plan, base + torch.randn(trial_shape, generator=gen) / (i + 1))
+        trial = base + torch.randn(trial_shape, generator=gen) / (i + 1)
+        skip = run.decide(plan, trial) if plan.needs_trial else run.should_skip(plan)
         skips.append(skip)
         if not skip or run.reuse(plan, torch.zeros(1, 4, 3, 8, 8)) is None:
             run.store(plan, torch.zeros(1, 4, 3, 8, 8), torch.randn(1, 4, 3, 8, 8, generator=gen))
