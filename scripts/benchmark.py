@@ -184,7 +184,11 @@ def build_methods(cfg: "ScenarioConfig") -> list[Method]:
         methods += [lf_method(a, variant=f"dmax_first{k}", groups=("open_c",), family=f"LFCache Δmax=max(first {k})",
                               tag=f", Δmax=max(first {k})") for a in oa]
         methods += [lf_method(a, variant="strided", groups=("open_d",), family="LFCache strided trial",
-                              tag=", strided trial") for a in oa]
+                              tag=", strided trial") for a in cfg.strided_alphas]
+        methods += [Method(f"flash_a{_fmt(a)}_L1", f"Flash α={_fmt(a)}, BlockCache L=1", "Flash c=0.4 L=1",
+                           "precisecache", ("open_e",), lf={"alpha": a},
+                           block={"pivotal_ratio": 0.4, "refresh_interval": 1, "ranking": "relative_l2"})
+                    for a in cfg.flash_l1_alphas]
     seen = set()
     unique = []
     for m in methods:
@@ -219,6 +223,9 @@ class ScenarioConfig:
     open_points: bool = True
     open_alphas: tuple = (0.5, 0.7, 1.0)
     dmax_first_k: int = 5
+    strided_alphas: tuple = (0.5, 0.7, 1.0, 1.5, 2.0)
+    flash_l1_alphas: tuple = (0.5, 0.7)
+    trial_agreement: bool = True
     only: tuple = ()
 
     @property
@@ -246,16 +253,18 @@ def scenario_configs(args) -> list[ScenarioConfig]:
                                       open_points=not args.no_open_points, dmax_first_k=args.dmax_first_k, only=only))
         elif name == "large":
             out.append(ScenarioConfig("large", size=args.large_size, frames=args.frames, steps=args.steps,
-                                      cfg=args.cfg, pairs=args.large_pairs, repeats=1,
+                                      cfg=args.cfg, pairs=args.large_pairs, repeats=args.large_repeats,
                                       alphas=(0.5, 0.7, 1.0, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),),
                                       easy_thresholds=(0.1, 0.2, 0.3, 0.5), lazy_thresholds=(0.1, 0.2, 0.3, 0.5),
-                                      easy_shipped_thresholds=(), open_points=False, only=only))
+                                      easy_shipped_thresholds=(), open_points=False, trial_agreement=False,
+                                      only=only))
         elif name == "xl":
             out.append(ScenarioConfig("xl", size=args.xl_size, frames=args.xl_frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.xl_pairs, repeats=1,
                                       alphas=(0.5, 0.7, 1.0), flash_alphas=(), blocks=(),
                                       easy_thresholds=(0.2, 0.3), lazy_thresholds=(0.2, 0.3),
-                                      easy_shipped_thresholds=(), open_points=False, only=only))
+                                      easy_shipped_thresholds=(), open_points=False, trial_agreement=False,
+                                      only=only))
         else:
             raise SystemExit(f"unknown scenario {name!r} (main, large, xl)")
     return out
@@ -319,7 +328,13 @@ class Bench:
                     training.pop("conditions", None)
                 except ValueError:
                     training = {}
-            return {"file_name": MODEL_COPY_NAME, "source": str(model_path), "bytes": os.path.getsize(dest),
+            import hashlib
+            sha = hashlib.sha256(Path(dest).read_bytes()).hexdigest()
+            try:
+                source = str(Path(model_path).resolve().relative_to(REPO))
+            except ValueError:
+                source = str(model_path)
+            return {"file_name": MODEL_COPY_NAME, "source": source, "sha256": sha, "bytes": os.path.getsize(dest),
                     "trained": True, "training": training,
                     "mtime": _dt.datetime.fromtimestamp(os.path.getmtime(model_path)).isoformat(timespec="seconds")}
         import tiny_models
@@ -597,6 +612,10 @@ def run_scenario(bench: Bench, cfg: ScenarioConfig, log=print) -> dict:
     summary = summarize(bench, cfg, methods, pairs, records, outputs, order_check, determinism_failures,
                         sampling_seconds)
     summary["metrics_seconds"] = time.perf_counter() - t0
+    if cfg.trial_agreement:
+        t0 = time.perf_counter()
+        summary["trial_agreement"] = measure_trial_agreement(bench, cfg, pairs, log=log)
+        summary["trial_agreement"]["seconds"] = time.perf_counter() - t0
     log(f"[{cfg.name}] sampling {sampling_seconds:.0f} s, decoding + metrics {summary['metrics_seconds']:.0f} s")
     return summary
 
@@ -701,6 +720,84 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
 
 
 # =========================================================================== overhead
+def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(0.5, 0.7, 1.0), log=print) -> dict:
+    """How well the trial's Δ̃ tracks the full-resolution Δ, for each downsampling operator (open point d).
+
+    On the uncached trajectory of each pair, every denoiser call also runs the trial forward on the
+    average-pooled and on the strided-subsampled input (through the pack's own trial-argument
+    builder). Per step: Δ_full = LFD of consecutive full predictions, Δ̃ = LFD of consecutive trial
+    predictions. Reported: Spearman correlation of Δ̃ with Δ_full, and the share of steps where the
+    decision rule (running max, α) fed with Δ̃ takes the same decision as fed with Δ_full
+    (open loop: both on the same uncached trajectory).
+    """
+    import torch
+    from scipy.stats import spearmanr
+    lfd = bench.lowpass_mod.low_frequency_distance
+    factors = bench.trial_mod.effective_factors((2, 4, 4), cfg.latent_shape)
+    operators = (("avg_pool", None), ("strided", "strided"))
+    calls: list[tuple] = []
+    input_std: dict[str, list[float]] = {name: [] for name, _ in operators}
+
+    def wrapper(executor, *args, **kwargs):
+        options, where = bench.hooks._transformer_options(args, kwargs)
+        full = executor(*args, **kwargs)
+        trials = {}
+        for name, variant in operators:
+            with bench.variant(variant):
+                targs, tkwargs = bench.hooks._trial_call_args(args, kwargs, where, options, factors)
+            if not calls or len(calls) % cfg.steps == 0:
+                input_std[name].append(float(targs[0].float().std()))
+            with torch.no_grad():
+                trials[name] = executor(*targs, **tkwargs).detach().clone()
+        calls.append((full.detach().clone(), trials, float(args[0].float().std())))
+        return full
+
+    model = bench.model.clone()
+    model.add_wrapper_with_key(bench.wrappers.DIFFUSION_MODEL, "precisecache_bench_trial_agreement", wrapper)
+    decider_cls = bench.run_mod.StepDecider
+
+    def decisions(series, alpha):
+        d = decider_cls(alpha)
+        return [d.decide(v, True) for v in series]
+
+    per_pair = []
+    first_step_input_std = []
+    for seed, cond in pairs:
+        calls.clear()
+        bench.sample(model, seed, cond, cfg)
+        first_step_input_std.append(calls[0][2])
+        fulls = [c[0] for c in calls]
+        full_series = [None] + [float(lfd(fulls[i], fulls[i - 1])) for i in range(1, len(fulls))]
+        row = {}
+        for name, _ in operators:
+            tr = [c[1][name] for c in calls]
+            series = [None] + [float(lfd(tr[i], tr[i - 1])) for i in range(1, len(tr))]
+            rho = spearmanr(series[1:], full_series[1:]).statistic
+            agree = {}
+            for a in alphas:
+                x, y = decisions(series, a), decisions(full_series, a)
+                agree[_fmt(a)] = sum(1 for u, v in zip(x, y) if u == v) / len(x)
+            row[name] = {"spearman": float(rho), "decision_agreement": agree}
+        per_pair.append(row)
+    out = {"pairs": len(pairs), "alphas": list(alphas), "factors": list(factors),
+           "full_input_std_first_step": _mean(first_step_input_std),
+           "operators": {}}
+    for name, _ in operators:
+        out["operators"][name] = {
+            "spearman_mean": _mean([r[name]["spearman"] for r in per_pair]),
+            "spearman_min": min(r[name]["spearman"] for r in per_pair),
+            "decision_agreement_mean": {_fmt(a): _mean([r[name]["decision_agreement"][_fmt(a)] for r in per_pair])
+                                        for a in alphas},
+            "trial_input_std_first_step": _mean(input_std[name]),
+        }
+        o = out["operators"][name]
+        log(f"[trial agreement] {name}: Spearman(Δ̃, Δ_full) mean {o['spearman_mean']:.3f} (min {o['spearman_min']:.3f}), "
+            f"decision agreement " + ", ".join(f"α={a}: {100 * v:.0f}%" for a, v in o["decision_agreement_mean"].items())
+            + f"; trial input std at step 0 {o['trial_input_std_first_step']:.3f} (full {out['full_input_std_first_step']:.3f})")
+    out["per_pair"] = per_pair
+    return out
+
+
 def measure_overhead(bench: Bench, sizes: list[int], frames: int, cfg_scale: float, steps_for, log=print) -> list[dict]:
     """Trial + decision overhead inside the real sampling path, per latent size.
 
@@ -881,8 +978,9 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
                    "pairs": by_variant(lambda r: r["params"].get("variant", "").startswith("dmax"))},
         "d_downsample": {"baseline": "PreciseCache LFCache", "variant": "LFCache strided trial",
                          "pairs": by_variant(lambda r: r["params"].get("variant") == "strided")},
-        "e_flash_alpha": {"baseline": "PreciseCache Flash", "variant": None,
-                          "pairs": [[_brief(r)] for r in rows if r["family"] == "PreciseCache Flash"]},
+        "e_flash_alpha": {"baseline": "PreciseCache Flash",
+                          "variant": "Flash c=0.4 L=1" if any(r["family"] == "Flash c=0.4 L=1" for r in rows) else None,
+                          "pairs": [[_brief(r)] for r in rows if r["family"] in ("PreciseCache Flash", "Flash c=0.4 L=1")]},
     }
     for key, op in opens.items():
         op["pairs"] = [p for p in op["pairs"] if p]
@@ -1014,6 +1112,18 @@ def write_markdown(results: dict, path: Path) -> None:
             lines += ["", "DIFFUSION_MODEL wrapper order (outermost first) of the EasyCache runs: " +
                       "; ".join(" → ".join(o) for o in sorted(orders))]
         lines.append("")
+        ta = scen.get("trial_agreement")
+        if ta:
+            lines += [f"### Trial vs full-resolution LFD (uncached trajectories, {ta['pairs']} pairs, trial factors "
+                      f"{'x'.join(map(str, ta['factors']))})", "",
+                      "| trial operator | Spearman(Δ̃, Δ_full) mean | min | " +
+                      " | ".join(f"decision agreement α={a:g}" for a in ta["alphas"]) + " | trial input std at step 0 |",
+                      "|---|---:|---:|" + "---:|" * len(ta["alphas"]) + "---:|"]
+            for name, o in ta["operators"].items():
+                lines.append(f"| {name} | {o['spearman_mean']:.3f} | {o['spearman_min']:.3f} | " +
+                             " | ".join(f"{100 * v:.1f}%" for v in o["decision_agreement_mean"].values()) +
+                             f" | {o['trial_input_std_first_step']:.3f} (full: {ta['full_input_std_first_step']:.3f}) |")
+            lines.append("")
         lines += analysis_lines(scen.get("analysis") or {})
     if results.get("overhead"):
         lines += ["## Trial + decision overhead (LFCache, measured inside the sampling path)", "",
@@ -1048,6 +1158,7 @@ def _plot_scenario(plt, results, scen_name, main, out_dir) -> list[str]:
         "LazyCache": ("tab:green", "v", "-"), "EasyCache (as shipped)": ("tab:red", "x", ":"),
         "LFCache reuse=residual": ("tab:brown", "o", "--"), "BlockCache ranking=l2": ("tab:gray", "s", "--"),
         "Flash ranking=l2": ("tab:pink", "D", "--"), "LFCache strided trial": ("olive", "o", "--"),
+        "Flash c=0.4 L=1": ("tab:red", "D", "--"),
     }
 
     def draw(ax, families, key, title):
@@ -1168,6 +1279,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=2, help="timing repeats of the main scenario (rounds = pairs x repeats)")
     ap.add_argument("--large-size", type=int, default=256, help="frame size of the 'large' scenario (latent 32x32)")
     ap.add_argument("--large-pairs", type=int, default=4)
+    ap.add_argument("--large-repeats", type=int, default=2)
     ap.add_argument("--xl-size", type=int, default=512, help="frame size of the opt-in 'xl' scenario (latent 64x64)")
     ap.add_argument("--xl-frames", type=int, default=9)
     ap.add_argument("--xl-pairs", type=int, default=2)
