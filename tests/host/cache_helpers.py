@@ -103,3 +103,28 @@ def count_work(model) -> WorkCounter:
 def assert_same(a: torch.Tensor, b: torch.Tensor) -> None:
     assert a.shape == b.shape, (a.shape, b.shape)
     assert torch.equal(a, b), f"max abs difference {(a.float() - b.float()).abs().max().item()}"
+
+
+def spy_on_runs(pack, monkeypatch):
+    """Weak references to every PreciseCacheRun created from now on, and to every buffer it held
+    when finishing (step-cache outputs, the last trial, block residuals). Returns (runs, buffers)."""
+    import weakref
+
+    hooks = pack_module(pack, "nodes.hooks")
+    runs, buffers = [], []
+
+    class SpyRun(hooks.PreciseCacheRun):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            runs.append(weakref.ref(self))
+
+        def finish(self, interrupted=False):
+            buffers.extend(weakref.ref(t) for pair in self._outputs.values() for t in pair if t is not None)
+            if self._prev_trial is not None:
+                buffers.append(weakref.ref(self._prev_trial))
+            if self.blocks is not None:
+                buffers.extend(weakref.ref(t) for s in self.blocks._slots.values() for t in s.residuals.values())
+            return super().finish(interrupted)
+
+    monkeypatch.setattr(hooks, "PreciseCacheRun", SpyRun)
+    return runs, buffers

@@ -8,13 +8,12 @@ refresh step, inside a reuse step, late in the run."""
 from __future__ import annotations
 
 import gc
-import weakref
 
 import pytest
 import torch
 
 import harness
-from cache_helpers import BLOCK_DEFAULTS, LF_DEFAULTS, assert_same, latest_report, pack_module, with_blockcache, with_lfcache
+from cache_helpers import spy_on_runs, BLOCK_DEFAULTS, LF_DEFAULTS, assert_same, latest_report, pack_module, with_blockcache, with_lfcache
 
 STEPS = 12
 SHAPE = (2, 16, 3, 8, 8)
@@ -51,25 +50,7 @@ class InterruptAt:
 @pytest.fixture
 def run_spy(ready, monkeypatch):
     """Weak references to every PreciseCacheRun created, and to the buffers it held at finish()."""
-    _, pack = ready
-    hooks = pack_module(pack, "nodes.hooks")
-    runs, buffers = [], []
-
-    class SpyRun(hooks.PreciseCacheRun):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            runs.append(weakref.ref(self))
-
-        def finish(self, interrupted=False):
-            for out, x_prev in self._outputs.values():
-                buffers.extend(weakref.ref(t) for t in (out, x_prev) if t is not None)
-            if self.blocks is not None:
-                for state in self.blocks._slots.values():
-                    buffers.extend(weakref.ref(t) for t in state.residuals.values())
-            return super().finish(interrupted)
-
-    monkeypatch.setattr(hooks, "PreciseCacheRun", SpyRun)
-    return runs, buffers
+    return spy_on_runs(ready[1], monkeypatch)
 
 
 def _flash(comfy, model):

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import weakref
 
 import pytest
 import torch
 
-from cache_helpers import assert_same, count_work, latest_report, pack_module, with_blockcache, with_lfcache
+from cache_helpers import spy_on_runs, assert_same, latest_report, with_blockcache, with_lfcache
 
 STEPS = 12
 SHAPE = (2, 16, 3, 8, 8)
@@ -74,25 +73,7 @@ def test_residual_location_cpu_gives_the_same_run(ready):
 @pytest.fixture
 def buffer_spy(ready, monkeypatch):
     """Weak references to every PreciseCacheRun and to every buffer it held when finishing."""
-    _, pack = ready
-    hooks = pack_module(pack, "nodes.hooks")
-    runs, buffers = [], []
-
-    class SpyRun(hooks.PreciseCacheRun):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            runs.append(weakref.ref(self))
-
-        def finish(self, interrupted=False):
-            buffers.extend(weakref.ref(t) for pair in self._outputs.values() for t in pair if t is not None)
-            if self._prev_trial is not None:
-                buffers.append(weakref.ref(self._prev_trial))
-            if self.blocks is not None:
-                buffers.extend(weakref.ref(t) for s in self.blocks._slots.values() for t in s.residuals.values())
-            return super().finish(interrupted)
-
-    monkeypatch.setattr(hooks, "PreciseCacheRun", SpyRun)
-    return runs, buffers
+    return spy_on_runs(ready[1], monkeypatch)
 
 
 def test_buffers_are_released_after_a_completed_run(ready, buffer_spy):
