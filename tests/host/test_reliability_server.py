@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import harness
-from cache_helpers import BLOCK_DEFAULTS, LF_DEFAULTS, count_work, with_blockcache, with_lfcache
+from cache_helpers import BLOCK_DEFAULTS, LF_DEFAULTS, count_work, with_lfcache
 
 LF = "PreciseCacheLFCache"
 BLOCK = "PreciseCacheBlockCache"
