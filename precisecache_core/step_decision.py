@@ -38,7 +38,7 @@ class StepDecider:
             return self._compute()
         delta = float(delta)
         self.history.append(delta)
-        self.running_max = max(self.running_max, delta)
+        self.running_max = self.updated_max(delta)
         self.accumulated += delta
         self.last_accumulated = self.accumulated
         if not allowed:
@@ -49,6 +49,11 @@ class StepDecider:
             self.consecutive_skips += 1
             return True
         return self._compute()
+
+    def updated_max(self, delta: float) -> float:
+        """Δ_max after seeing Δ_i: the running maximum over the run (the definition chosen by
+        measurement, see README; a subclass may define another, e.g. the max of the first k steps)."""
+        return max(self.running_max, delta)
 
     def _compute(self) -> bool:
         self.accumulated = 0.0
