@@ -67,7 +67,7 @@ class PreciseCacheSetup:
         if self.lf:
             lf = self.lf
             parts.append(f"LFCache alpha={lf.alpha:g} trial={'x'.join(map(str, lf.trial_downsample))} "
-                         f"radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
+                         f"{lf.trial_operator} radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
         if self.block:
             b = self.block
             parts.append(f"BlockCache pivotal={b.pivotal_ratio:g} refresh={b.refresh_interval} "
@@ -238,13 +238,14 @@ def _transformer_options(args: tuple, kwargs: dict) -> tuple[dict | None, Any]:
     return None, None
 
 
-def _trial_call_args(args: tuple, kwargs: dict, where: Any, options: dict, factors) -> tuple[tuple, dict]:
+def _trial_call_args(args: tuple, kwargs: dict, where: Any, options: dict, factors,
+                     operator: str = "strided") -> tuple[tuple, dict]:
     """Arguments of the trial forward: latent-aligned tensors pooled, options flagged as a trial."""
     x = args[0]
     trial_options = {k: v for k, v in options.items() if k != PLAN_KEY}
     trial_options[TRIAL_KEY] = True
-    new_args = [pool(x, factors)] + [pool_aligned(a, x, factors) for a in args[1:]]
-    new_kwargs = {k: pool_aligned(v, x, factors) for k, v in kwargs.items()}
+    new_args = [pool(x, factors, operator)] + [pool_aligned(a, x, factors, operator) for a in args[1:]]
+    new_kwargs = {k: pool_aligned(v, x, factors, operator) for k, v in kwargs.items()}
     if where == "transformer_options":
         new_kwargs["transformer_options"] = trial_options
     else:
@@ -262,7 +263,8 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     sigma = float(options["sigmas"].reshape(-1)[0])
     plan = run.begin_call(options.get("uuids") or ("stream",), sigma)
     if plan.needs_trial:
-        trial_args, trial_kwargs = _trial_call_args(args, kwargs, where, options, run.trial_factors)
+        trial_args, trial_kwargs = _trial_call_args(args, kwargs, where, options, run.trial_factors,
+                                                     run.lf.trial_operator)
         with torch.no_grad():
             trial_prediction = executor(*trial_args, **trial_kwargs)
         run.decide(plan, trial_prediction)

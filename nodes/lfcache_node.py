@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from ..precisecache_core import LFCACHE_PRESETS, LFCacheConfig
 from ..precisecache_core.config import REUSE_MODES
+from ..precisecache_core.trial import TRIAL_OPERATORS
 from .hooks import apply_setup
 from .inputs import CATEGORY, model_input, validation_result, window_inputs
 
@@ -46,6 +47,10 @@ class LFCacheNode(io.ComfyNode):
                 io.Combo.Input("reuse", options=list(REUSE_MODES), default="output", optional=True,
                                tooltip="What a skipped step returns: 'output' = the last computed prediction; "
                                        "'residual' = current input + (last prediction - its input)."),
+                io.Combo.Input("trial_operator", options=list(TRIAL_OPERATORS), default="strided", optional=True,
+                               tooltip="How the trial latent is made smaller: 'strided' keeps every n-th latent "
+                                       "cell (keeps the noise level the model expects; measured better), "
+                                       "'avg_pool' averages each window."),
             ],
             outputs=[io.Model.Output(tooltip="The model with LFCache; connect it to any sampler.")],
         )
@@ -57,19 +62,20 @@ class LFCacheNode(io.ComfyNode):
     @classmethod
     def execute(cls, model, preset: str, alpha: float, trial_downsample_t: int, trial_downsample_h: int,
                 trial_downsample_w: int, lowpass_radius: float, start_percent: float, end_percent: float,
-                max_consecutive_skips: int = 0, reuse: str = "output") -> io.NodeOutput:
+                max_consecutive_skips: int = 0, reuse: str = "output",
+                trial_operator: str = "strided") -> io.NodeOutput:
         config = config_from_inputs(preset=preset, alpha=alpha, trial_downsample_t=trial_downsample_t,
                                     trial_downsample_h=trial_downsample_h, trial_downsample_w=trial_downsample_w,
                                     lowpass_radius=lowpass_radius, start_percent=start_percent,
                                     end_percent=end_percent, max_consecutive_skips=max_consecutive_skips,
-                                    reuse=reuse)
+                                    reuse=reuse, trial_operator=trial_operator)
         return io.NodeOutput(apply_setup(model, lf=config))
 
 
 def config_from_inputs(preset: str = "Base", alpha: float = 0.5, trial_downsample_t: int = 2,
                        trial_downsample_h: int = 4, trial_downsample_w: int = 4, lowpass_radius: float = 0.2,
                        start_percent: float = 0.0, end_percent: float = 1.0, max_consecutive_skips: int = 0,
-                       reuse: str = "output", **_ignored) -> LFCacheConfig:
+                       reuse: str = "output", trial_operator: str = "strided", **_ignored) -> LFCacheConfig:
     """The validated LFCache config for the node's inputs (ValueError naming the bad input)."""
     if preset not in PRESETS:
         raise ValueError(f"preset = {preset!r} is not allowed: choose one of {PRESETS}")
@@ -80,4 +86,4 @@ def config_from_inputs(preset: str = "Base", alpha: float = 0.5, trial_downsampl
     return dataclasses.replace(
         base, trial_downsample=(trial_downsample_t, trial_downsample_h, trial_downsample_w),
         lowpass_radius=lowpass_radius, start_percent=start_percent, end_percent=end_percent,
-        max_consecutive_skips=max_consecutive_skips, reuse=reuse).validate()
+        max_consecutive_skips=max_consecutive_skips, reuse=reuse, trial_operator=trial_operator).validate()

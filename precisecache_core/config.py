@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from .lowpass import DEFAULT_RADIUS, check_radius
-from .trial import DEFAULT_TRIAL_DOWNSAMPLE, check_factors
+from .trial import DEFAULT_TRIAL_DOWNSAMPLE, TRIAL_OPERATORS, check_factors
 
 REUSE_MODES = ("output", "residual")
 RANKING_NORMS = ("relative_l2", "l2")
@@ -47,6 +47,7 @@ class LFCacheConfig:
     end_percent: float = 1.0
     max_consecutive_skips: int = 0
     reuse: str = "output"
+    trial_operator: str = "strided"
 
     def validate(self) -> "LFCacheConfig":
         _check_range("alpha", self.alpha, 0.0, 2.0)
@@ -58,6 +59,8 @@ class LFCacheConfig:
                              f"allowed integers 0..100 (0 = no limit)")
         if self.reuse not in REUSE_MODES:
             raise ValueError(f"reuse = {self.reuse!r} is not allowed: choose one of {REUSE_MODES}")
+        if self.trial_operator not in TRIAL_OPERATORS:
+            raise ValueError(f"trial_operator = {self.trial_operator!r} is not allowed: choose one of {TRIAL_OPERATORS}")
         return self
 
 

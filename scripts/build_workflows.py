@@ -166,7 +166,8 @@ def lfcache(node_id, pos, model, preset="Base", alpha=0.5, group="PreciseCache",
     return Node(node_id, "PreciseCacheLFCache", pos, {
         "preset": preset, "alpha": alpha, "trial_downsample_t": 2, "trial_downsample_h": 4, "trial_downsample_w": 4,
         "lowpass_radius": 0.2, "start_percent": window.get("start_percent", 0.0),
-        "end_percent": window.get("end_percent", 1.0), "max_consecutive_skips": 0, "reuse": "output"},
+        "end_percent": window.get("end_percent", 1.0), "max_consecutive_skips": 0, "reuse": "output",
+        "trial_operator": "strided"},
         {"model": model}, group=group)
 
 

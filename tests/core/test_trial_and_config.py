@@ -9,12 +9,21 @@ from precisecache_core.schedule import StepClock
 from precisecache_core.trial import check_factors_fit, pool, pool_aligned, token_ratio
 
 
-def test_pool_shapes_and_mean():
+def test_pool_shapes_and_values():
     x = torch.randn(2, 16, 21, 60, 104)
-    y = pool(x, (2, 4, 4))
+    y = pool(x, (2, 4, 4), "avg_pool")
     assert y.shape == (2, 16, 11, 15, 26)
     assert torch.allclose(y[:, :, :10].mean(), x[:, :, :20].mean(), atol=1e-4)
+    s = pool(x, (2, 4, 4), "strided")
+    assert s.shape == y.shape and torch.equal(s, x[:, :, ::2, ::4, ::4])
+    assert pool(x, (2, 4, 4)).shape == y.shape  # default operator
     assert pool(x, (1, 1, 1)) is x
+
+
+def test_strided_trial_keeps_the_noise_level_average_pooling_divides_it():
+    noise = torch.randn(1, 16, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert abs(pool(noise, (2, 4, 4), "strided").std().item() - 1.0) < 0.05
+    assert abs(pool(noise, (2, 4, 4), "avg_pool").std().item() - 32 ** -0.5) < 0.02
 
 
 def test_pool_aligned_leaves_conditioning_alone():
@@ -50,7 +59,7 @@ def test_single_cell_latent_is_refused():
     ({"lowpass_radius": 0.0}, "lowpass_radius"), ({"lowpass_radius": 0.6}, "lowpass_radius"),
     ({"trial_downsample": (0, 4, 4)}, "trial_downsample_t"), ({"trial_downsample": (2, 4, 99)}, "trial_downsample_w"),
     ({"start_percent": 0.5, "end_percent": 0.5}, "start_percent"), ({"end_percent": 1.5}, "end_percent"),
-    ({"reuse": "magic"}, "reuse"), ({"max_consecutive_skips": -1}, "max_consecutive_skips"),
+    ({"reuse": "magic"}, "reuse"), ({"trial_operator": "bicubic"}, "trial_operator"), ({"max_consecutive_skips": -1}, "max_consecutive_skips"),
 ])
 def test_lfcache_bad_inputs_named(kwargs, name):
     with pytest.raises(ValueError, match=name):
