@@ -20,8 +20,8 @@ with a threshold sweep; and the variants that settle the paper's open points:
   (b) BlockCache ranking ``'l2'`` vs ``'relative_l2'``                   (BlockCacheConfig.ranking)
   (c) Δ̃_max = max over the first k steps instead of the running max   (StepDecider subclass,
       patched into the pack's ``precisecache_core.run`` for those runs only)
-  (d) strided subsampling instead of average pooling for the trial     (the pack's ``nodes.hooks``
-      ``pool``/``pool_aligned`` patched for those runs only)
+  (d) average pooling instead of the default strided subsampling for the trial (LFCacheConfig.
+      trial_operator; measured, as the default was chosen by this benchmark)
   (e) Flash's α                                                          (Flash α sweep)
 
 EasyCache fairness: ComfyUI 0.8.0's EasyCache adds its cached residual *in place* into the tensor
@@ -69,9 +69,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_DIR = REPO / "tests" / "host"
@@ -98,7 +98,7 @@ class Method:
     groups: tuple = ("main",)
     lf: dict | None = None          # LFCacheConfig fields
     block: dict | None = None       # BlockCacheConfig fields
-    variant: str | None = None      # in-process prototype: "dmax_first<k>" | "strided"
+    variant: str | None = None      # in-process prototype: "dmax_first<k>" | "avg_pool" (a config choice)
     threshold: float | None = None  # EasyCache / LazyCache reuse_threshold
     copy_fix: bool = False          # EasyCache: protect the input with an outer cloning wrapper
 
@@ -133,7 +133,8 @@ def lf_method(alpha, reuse="output", variant=None, groups=("main",), family="Pre
     preset = PRESET_NAMES.get(alpha)
     label = f"LFCache α={_fmt(alpha)}" + (f" ({preset})" if preset and not tag else "") + tag
     name = f"lf_a{_fmt(alpha)}" + ("" if reuse == "output" else f"_{reuse}") + (f"_{variant}" if variant else "")
-    return Method(name, label, family, "precisecache", groups, lf={"alpha": alpha, "reuse": reuse}, variant=variant)
+    return Method(name, label, family, "precisecache", groups, lf={"alpha": alpha, "reuse": reuse,
+                  "trial_operator": "avg_pool" if variant == "avg_pool" else "strided"}, variant=variant)
 
 
 def flash_method(alpha, ranking="relative_l2", groups=("main",), family="PreciseCache Flash"):
@@ -172,6 +173,9 @@ def build_methods(cfg: "ScenarioConfig") -> list[Method]:
     methods += [easy_method(t) for t in cfg.easy_thresholds]
     methods += [lazy_method(t) for t in cfg.lazy_thresholds]
     methods += [easy_method(t, copy_fix=False, groups=("reference",)) for t in cfg.easy_shipped_thresholds]
+    if not cfg.open_points:  # only the trial operator (open point d), where asked for
+        methods += [lf_method(a, variant="avg_pool", groups=("open_d",), family="LFCache avg-pool trial",
+                              tag=", avg-pool trial") for a in cfg.avg_pool_alphas]
     if cfg.open_points:
         oa = cfg.open_alphas
         methods += [lf_method(a, reuse="residual", groups=("open_a",), family="LFCache reuse=residual",
@@ -183,8 +187,8 @@ def build_methods(cfg: "ScenarioConfig") -> list[Method]:
         k = cfg.dmax_first_k
         methods += [lf_method(a, variant=f"dmax_first{k}", groups=("open_c",), family=f"LFCache Δmax=max(first {k})",
                               tag=f", Δmax=max(first {k})") for a in oa]
-        methods += [lf_method(a, variant="strided", groups=("open_d",), family="LFCache strided trial",
-                              tag=", strided trial") for a in cfg.strided_alphas]
+        methods += [lf_method(a, variant="avg_pool", groups=("open_d",), family="LFCache avg-pool trial",
+                              tag=", avg-pool trial") for a in cfg.avg_pool_alphas]
         methods += [Method(f"flash_a{_fmt(a)}_L1", f"Flash α={_fmt(a)}, BlockCache L=1", "Flash c=0.4 L=1",
                            "precisecache", ("open_e",), lf={"alpha": a},
                            block={"pivotal_ratio": 0.4, "refresh_interval": 1, "ranking": "relative_l2"})
@@ -223,7 +227,7 @@ class ScenarioConfig:
     open_points: bool = True
     open_alphas: tuple = (0.5, 0.7, 1.0)
     dmax_first_k: int = 5
-    strided_alphas: tuple = (0.5, 0.7, 1.0, 1.5, 2.0)
+    avg_pool_alphas: tuple = (0.5, 0.7, 1.0, 1.5, 2.0)
     flash_l1_alphas: tuple = (0.5, 0.7)
     trial_agreement: bool = True
     only: tuple = ()
@@ -239,7 +243,7 @@ def scenario_configs(args) -> list[ScenarioConfig]:
         return [ScenarioConfig("main", size=64, frames=9, steps=12, cfg=args.cfg, pairs=2, repeats=1,
                                alphas=(0.5, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
                                lazy_thresholds=(0.2,),
-                               easy_shipped_thresholds=(0.2,), open_points=False, only=only)]
+                               easy_shipped_thresholds=(0.2,), open_points=False, avg_pool_alphas=(), only=only)]
     out = []
     names = [s for s in args.scenarios.split(",") if s]
     for name in names:
@@ -256,15 +260,15 @@ def scenario_configs(args) -> list[ScenarioConfig]:
                                       cfg=args.cfg, pairs=args.large_pairs, repeats=args.large_repeats,
                                       alphas=(0.5, 0.7, 1.0, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),),
                                       easy_thresholds=(0.1, 0.2, 0.3, 0.5), lazy_thresholds=(0.1, 0.2, 0.3, 0.5),
-                                      easy_shipped_thresholds=(), open_points=False, trial_agreement=False,
+                                      easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(0.7, 1.0, 1.5),
                                       only=only))
         elif name == "xl":
             out.append(ScenarioConfig("xl", size=args.xl_size, frames=args.xl_frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.xl_pairs, repeats=1,
                                       alphas=(0.5, 0.7, 1.0), flash_alphas=(), blocks=(),
                                       easy_thresholds=(0.2, 0.3), lazy_thresholds=(0.2, 0.3),
-                                      easy_shipped_thresholds=(), open_points=False, trial_agreement=False,
-                                      only=only))
+                                      easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(),
+                                      trial_agreement=False, only=only))
         else:
             raise SystemExit(f"unknown scenario {name!r} (main, large, xl)")
     return out
@@ -400,13 +404,8 @@ class Bench:
                 yield
             finally:
                 self.run_mod.StepDecider = original
-        elif name == "strided":
-            pool, pool_aligned = self.hooks.pool, self.hooks.pool_aligned
-            self.hooks.pool, self.hooks.pool_aligned = strided_pool, strided_pool_aligned
-            try:
-                yield
-            finally:
-                self.hooks.pool, self.hooks.pool_aligned = pool, pool_aligned
+        elif name == "avg_pool":  # a config choice (LFCacheConfig.trial_operator): nothing to patch
+            yield
         else:
             raise ValueError(name)
 
@@ -463,45 +462,12 @@ def first_k_decider(base, k: int):
     """StepDecider whose Δ_max is the max over the first ``k`` Δ's only (then frozen)."""
 
     class FirstKStepDecider(base):
-        def decide(self, delta, allowed):
-            if delta is None:
-                self.history.append(float("nan"))
-                return self._compute()
-            delta = float(delta)
-            self.history.append(delta)
-            n = sum(1 for h in self.history if not math.isnan(h))
-            if n <= k:
-                self.running_max = max(self.running_max, delta)
-            self.accumulated += delta
-            self.last_accumulated = self.accumulated
-            if not allowed:
-                return self._compute()
-            if self.max_consecutive_skips and self.consecutive_skips >= self.max_consecutive_skips:
-                return self._compute()
-            if self.accumulated < self.alpha * self.running_max:
-                self.consecutive_skips += 1
-                return True
-            return self._compute()
+        def updated_max(self, delta):
+            seen = sum(1 for h in self.history if not math.isnan(h))  # Δ's so far, this one included
+            return max(self.running_max, delta) if seen <= k else self.running_max
 
     FirstKStepDecider.__name__ = f"FirstK{k}StepDecider"
     return FirstKStepDecider
-
-
-def strided_pool(x, factors):
-    """Strided subsampling with the same output shape as the pack's ceil-mode average pooling."""
-    ft, fh, fw = factors
-    if x.dim() == 5:
-        return x[:, :, ::min(ft, x.shape[2]), ::fh, ::fw].contiguous()
-    if x.dim() == 4:
-        return x[:, :, ::fh, ::fw].contiguous()
-    raise ValueError(f"cannot subsample a tensor of shape {tuple(x.shape)}")
-
-
-def strided_pool_aligned(value, latent, factors):
-    import torch
-    if not isinstance(value, torch.Tensor) or value.dim() not in (4, 5) or value.shape[-2:] != latent.shape[-2:]:
-        return value
-    return strided_pool(value, factors)
 
 
 # =========================================================================== one scenario
@@ -734,17 +700,16 @@ def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(
     from scipy.stats import spearmanr
     lfd = bench.lowpass_mod.low_frequency_distance
     factors = bench.trial_mod.effective_factors((2, 4, 4), cfg.latent_shape)
-    operators = (("avg_pool", None), ("strided", "strided"))
+    operators = ("strided", "avg_pool")
     calls: list[tuple] = []
-    input_std: dict[str, list[float]] = {name: [] for name, _ in operators}
+    input_std: dict[str, list[float]] = {name: [] for name in operators}
 
     def wrapper(executor, *args, **kwargs):
         options, where = bench.hooks._transformer_options(args, kwargs)
         full = executor(*args, **kwargs)
         trials = {}
-        for name, variant in operators:
-            with bench.variant(variant):
-                targs, tkwargs = bench.hooks._trial_call_args(args, kwargs, where, options, factors)
+        for name in operators:
+            targs, tkwargs = bench.hooks._trial_call_args(args, kwargs, where, options, factors, name)
             if not calls or len(calls) % cfg.steps == 0:
                 input_std[name].append(float(targs[0].float().std()))
             with torch.no_grad():
@@ -769,7 +734,7 @@ def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(
         fulls = [c[0] for c in calls]
         full_series = [None] + [float(lfd(fulls[i], fulls[i - 1])) for i in range(1, len(fulls))]
         row = {}
-        for name, _ in operators:
+        for name in operators:
             tr = [c[1][name] for c in calls]
             series = [None] + [float(lfd(tr[i], tr[i - 1])) for i in range(1, len(tr))]
             rho = spearmanr(series[1:], full_series[1:]).statistic
@@ -782,7 +747,7 @@ def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(
     out = {"pairs": len(pairs), "alphas": list(alphas), "factors": list(factors),
            "full_input_std_first_step": _mean(first_step_input_std),
            "operators": {}}
-    for name, _ in operators:
+    for name in operators:
         out["operators"][name] = {
             "spearman_mean": _mean([r[name]["spearman"] for r in per_pair]),
             "spearman_min": min(r[name]["spearman"] for r in per_pair),
@@ -976,8 +941,8 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
         "c_dmax": {"baseline": "PreciseCache LFCache",
                    "variant": next((r["family"] for r in rows if r["params"].get("variant", "").startswith("dmax")), None),
                    "pairs": by_variant(lambda r: r["params"].get("variant", "").startswith("dmax"))},
-        "d_downsample": {"baseline": "PreciseCache LFCache", "variant": "LFCache strided trial",
-                         "pairs": by_variant(lambda r: r["params"].get("variant") == "strided")},
+        "d_downsample": {"baseline": "PreciseCache LFCache", "variant": "LFCache avg-pool trial",
+                         "pairs": by_variant(lambda r: r["params"].get("variant") == "avg_pool")},
         "e_flash_alpha": {"baseline": "PreciseCache Flash",
                           "variant": "Flash c=0.4 L=1" if any(r["family"] == "Flash c=0.4 L=1" for r in rows) else None,
                           "pairs": [[_brief(r)] for r in rows if r["family"] in ("PreciseCache Flash", "Flash c=0.4 L=1")]},
@@ -1088,7 +1053,7 @@ def analysis_lines(an: dict) -> list[str]:
 
 def write_markdown(results: dict, path: Path) -> None:
     meta = results["meta"]
-    lines = [f"# PreciseCache benchmark results", "",
+    lines = ["# PreciseCache benchmark results", "",
              f"Generated by `{meta['command']}` on {meta['date']} (commit {meta['git_commit']}), "
              f"{meta['runtime_seconds'] / 60:.1f} min. Model: {meta['model']['source']} "
              f"({'trained demo model' if meta['model']['trained'] else 'RANDOM weights'}"
@@ -1157,7 +1122,7 @@ def _plot_scenario(plt, results, scen_name, main, out_dir) -> list[str]:
         "PreciseCache BlockCache": ("tab:cyan", "s", "-"), "EasyCache (copy-fixed)": ("tab:orange", "^", "-"),
         "LazyCache": ("tab:green", "v", "-"), "EasyCache (as shipped)": ("tab:red", "x", ":"),
         "LFCache reuse=residual": ("tab:brown", "o", "--"), "BlockCache ranking=l2": ("tab:gray", "s", "--"),
-        "Flash ranking=l2": ("tab:pink", "D", "--"), "LFCache strided trial": ("olive", "o", "--"),
+        "Flash ranking=l2": ("tab:pink", "D", "--"), "LFCache avg-pool trial": ("olive", "o", "--"),
         "Flash c=0.4 L=1": ("tab:red", "D", "--"),
     }
 
