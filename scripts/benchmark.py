@@ -267,7 +267,7 @@ def scenario_configs(args) -> list[ScenarioConfig]:
                                       cfg=args.cfg, pairs=args.xl_pairs, repeats=1,
                                       alphas=(0.5, 0.7, 1.0), flash_alphas=(), blocks=(),
                                       easy_thresholds=(0.2, 0.3), lazy_thresholds=(0.2, 0.3),
-                                      easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(),
+                                      easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(0.5, 0.7, 1.0),
                                       trial_agreement=False, only=only))
         else:
             raise SystemExit(f"unknown scenario {name!r} (main, large, xl)")
