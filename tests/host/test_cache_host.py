@@ -140,3 +140,29 @@ def test_audio_video_variants_are_refused_by_name(ready):
     fake.model.diffusion_model = LTXAVModel.__new__(LTXAVModel)
     with pytest.raises(ValueError, match=r"LTXAVModel \(LTX-2 generates audio and video together\).*Supported"):
         with_blockcache(comfy, fake)
+
+
+def test_one_decision_per_step_when_cond_and_uncond_run_as_separate_calls(ready):
+    """Text lengths 7 and 11 cannot be batched (ComfyUI pads at most 4x), so each step makes two
+    denoiser calls: one trial per step, both calls follow the step's decision."""
+    comfy, pack = ready
+    model = comfy.load_model("wan")
+    positive = comfy.conditioning("wan", 1, "positive", length=7)
+    negative = comfy.conditioning("wan", 1, "negative", length=11)
+
+    def run(m):
+        return comfy.sample(m, "wan", steps=STEPS, cfg=5.0, positive=positive, negative=negative)
+
+    reference = run(model)
+    assert_same(run(with_lfcache(comfy, model, alpha=0.0)), reference)
+    patched = with_lfcache(comfy, model, alpha=1.5)
+    counter = count_work(patched)
+    try:
+        run(patched)
+    finally:
+        counter.close()
+    report = latest_report(pack, patched)
+    assert report.skipped_steps, "nothing was skipped: the test would not show anything"
+    assert counter.trial_forwards() == report.trial_forwards == STEPS  # one trial per step, not per call
+    assert counter.full_forwards() == report.full_forwards == 2 * (STEPS - len(report.skipped_steps))
+    assert report.reused_forwards == 2 * len(report.skipped_steps)
