@@ -166,3 +166,32 @@ def test_one_decision_per_step_when_cond_and_uncond_run_as_separate_calls(ready)
     assert counter.trial_forwards() == report.trial_forwards == STEPS  # one trial per step, not per call
     assert counter.full_forwards() == report.full_forwards == 2 * (STEPS - len(report.skipped_steps))
     assert report.reused_forwards == 2 * len(report.skipped_steps)
+
+
+def test_blockcache_chains_to_a_block_patch_installed_before_it(ready):
+    """Another node's patch on a block keeps running under BlockCache (chained, not overwritten),
+    and with BlockCache unable to act the output equals the patched model's output."""
+    comfy, pack = ready
+    model = comfy.load_model("wan")
+    calls = []
+
+    def other_patch(args, extra):  # a foreign block patch: runs the block, then nudges its output
+        calls.append(1)
+        out = extra["original_block"](args)
+        return {"img": out["img"] * 1.01}
+
+    foreign = model.clone()
+    foreign.set_model_patch_replace(other_patch, "dit", "double_block", 0)
+    reference = comfy.sample(foreign, "wan", steps=STEPS, cfg=5.0)
+    calls_alone = len(calls)
+    calls.clear()
+    assert_same(comfy.sample(with_blockcache(comfy, foreign, pivotal_ratio=1.0), "wan", steps=STEPS, cfg=5.0),
+                reference)
+    assert len(calls) == calls_alone == STEPS
+    calls.clear()
+    patched = with_blockcache(comfy, foreign, pivotal_ratio=0.0)  # every block reusable
+    comfy.sample(patched, "wan", steps=STEPS, cfg=5.0)
+    report = latest_report(pack, patched)
+    assert report.blocks_reused > 0
+    # the foreign patch runs exactly when block 0 is computed (BlockCache counts it as computed)
+    assert 0 < len(calls) < STEPS
