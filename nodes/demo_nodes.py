@@ -47,9 +47,8 @@ class PreciseCacheDemoConditioning(io.ComfyNode):
     def execute(cls, prompt: str) -> io.NodeOutput:
         if prompt not in demo_conditioning.VOCABULARY:
             raise ValueError(f"unknown demo prompt {prompt!r}")
-        positive = [[demo_conditioning.embed(prompt), {}]]
-        negative = [[demo_conditioning.negative(), {}]]
-        return io.NodeOutput(positive, negative)
+        return io.NodeOutput(demo_conditioning.comfy_conditioning(prompt),
+                             demo_conditioning.comfy_conditioning(demo_conditioning.EMPTY))
 
 
 class PreciseCacheDemoDecode(io.ComfyNode):

@@ -194,6 +194,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     setup: PreciseCacheSetup = options[SETUP_KEY]
     noise, sigmas = args[0], args[3]
     run = None
+    completed = False
     try:
         check_not_compiled_whole(guider.model_patcher)  # TorchCompileModel may come after our nodes
         support = model_support(guider.model_patcher)
@@ -207,25 +208,24 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         options[RUN_KEY] = run
         for note in run.report.notes:
             log.info("PreciseCache - %s", note)
-        start_notes = len(run.report.notes)
         result = executor(*args, **kwargs)
-        report = run.finish(interrupted=False)
-        run = None
-        setup.reports.record(report)
-        log.info(report.summary_line())
-        for note in report.notes[start_notes:]:  # e.g. the memory budget was reached: said once per run
-            log.warning("PreciseCache - %s", note)
+        completed = True
         return result
     finally:
-        if run is not None:  # failed or interrupted: free everything, keep a report of what happened
-            start_notes = len(run.report.notes)
-            report = run.finish(interrupted=True)
-            setup.reports.record(report)
-            log.info("%s [run did not complete]", report.summary_line())
-            for note in report.notes[start_notes:]:
-                log.warning("PreciseCache - %s", note)
+        if run is not None:  # also when the run failed or was interrupted: free everything, keep a report
+            _finish_run(run, setup, interrupted=not completed)
         options.pop(RUN_KEY, None)
         guider.model_options = original_options
+
+
+def _finish_run(run: PreciseCacheRun, setup: PreciseCacheSetup, interrupted: bool) -> None:
+    """Close the run (buffers freed), record its report and log it, like ComfyUI's own caches."""
+    start_notes = len(run.report.notes)
+    report = run.finish(interrupted=interrupted)
+    setup.reports.record(report)
+    log.info("%s%s", report.summary_line(), " [run did not complete]" if interrupted else "")
+    for note in report.notes[start_notes:]:  # e.g. the memory budget was reached: said once per run
+        log.warning("PreciseCache - %s", note)
 
 
 def _transformer_options(args: tuple, kwargs: dict) -> tuple[dict | None, Any]:

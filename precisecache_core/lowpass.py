@@ -21,8 +21,6 @@ caller decides when (and whether) to synchronise with the host.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
 DEFAULT_RADIUS = 0.2
@@ -37,15 +35,7 @@ def check_radius(radius: float, name: str = "lowpass_radius") -> float:
     return float(radius)
 
 
-@lru_cache(maxsize=64)
-def _mask_cpu(height: int, width: int, radius: float) -> torch.Tensor:
-    ky = torch.fft.fftfreq(height, d=1.0 / height)  # integer frequencies, uncentred layout
-    kx = torch.fft.fftfreq(width, d=1.0 / width)
-    dist = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-    return (dist <= radius * min(height, width)).to(torch.float32)
-
-
-_DEVICE_MASKS: dict[tuple[int, int, float, str], torch.Tensor] = {}
+_MASKS: dict[tuple[int, int, float, str], torch.Tensor] = {}
 
 
 def lowpass_mask(height: int, width: int, radius: float = DEFAULT_RADIUS,
@@ -56,12 +46,15 @@ def lowpass_mask(height: int, width: int, radius: float = DEFAULT_RADIUS,
     """
     check_radius(radius)
     key = (int(height), int(width), float(radius), str(torch.device(device)))
-    mask = _DEVICE_MASKS.get(key)
+    mask = _MASKS.get(key)
     if mask is None:
-        mask = _mask_cpu(key[0], key[1], key[2]).to(device)
-        if len(_DEVICE_MASKS) > 256:
-            _DEVICE_MASKS.clear()
-        _DEVICE_MASKS[key] = mask
+        ky = torch.fft.fftfreq(key[0], d=1.0 / key[0])  # integer frequencies, uncentred layout
+        kx = torch.fft.fftfreq(key[1], d=1.0 / key[1])
+        dist = torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+        mask = (dist <= key[2] * min(key[0], key[1])).to(device=device, dtype=torch.float32)
+        if len(_MASKS) > 256:
+            _MASKS.clear()
+        _MASKS[key] = mask
     return mask
 
 

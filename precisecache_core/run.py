@@ -126,7 +126,7 @@ class PreciseCacheRun:
         prev = self._prev_trial
         if prev is not None and prev.shape == trial_prediction.shape:
             delta = float(low_frequency_distance(trial_prediction, prev, self.lf.lowpass_radius))  # the one sync
-        self._prev_trial = trial_prediction.detach().clone()
+        self._prev_trial = trial_prediction.detach()  # a fresh tensor that only this run holds
         allowed = self._lf_window.in_window(plan.sigma)
         skip = self.decider.decide(delta, allowed)
         threshold = self.lf.alpha * self.decider.running_max if delta is not None else None

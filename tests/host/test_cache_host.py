@@ -115,15 +115,21 @@ def test_same_patched_model_repeats_exactly(ready):
     assert latest_report(pack, patched).cache_bytes_peak > 0
 
 
+def _model_around(model, base_class, network):
+    """A clone of ``model`` whose ComfyUI model object is a bare ``base_class`` holding ``network``."""
+    fake = model.clone()
+    fake.model = base_class.__new__(base_class)
+    torch.nn.Module.__init__(fake.model)
+    fake.model.diffusion_model = network
+    return fake
+
+
 def test_unsupported_model_is_refused_by_name(ready):
     comfy, _ = ready
     import comfy.model_base as mb
 
-    model = comfy.load_model("wan")
-    fake = model.clone()  # a real ComfyUI model class around a network that is not a video DiT
-    fake.model = mb.BaseModel.__new__(mb.BaseModel)
-    torch.nn.Module.__init__(fake.model)
-    fake.model.diffusion_model = torch.nn.Linear(2, 2)
+    # a real ComfyUI model class around a network that is not a video DiT
+    fake = _model_around(comfy.load_model("wan"), mb.BaseModel, torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match=r"does not support the model BaseModel.*Supported: Wan"):
         with_lfcache(comfy, fake)
 
@@ -134,10 +140,7 @@ def test_audio_video_variants_are_refused_by_name(ready):
     from comfy.ldm.lightricks.av_model import LTXAVModel
 
     model = comfy.load_model("ltxv")
-    fake = model.clone()
-    fake.model = type(model.model).__new__(type(model.model))
-    torch.nn.Module.__init__(fake.model)
-    fake.model.diffusion_model = LTXAVModel.__new__(LTXAVModel)
+    fake = _model_around(model, type(model.model), LTXAVModel.__new__(LTXAVModel))
     with pytest.raises(ValueError, match=r"LTXAVModel \(LTX-2 generates audio and video together\).*Supported"):
         with_blockcache(comfy, fake)
 
