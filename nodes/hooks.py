@@ -7,8 +7,13 @@ Only public extension points are used:
   also when sampling fails or is interrupted.
 * ``DIFFUSION_MODEL`` wrapper (same key): per denoiser call, runs the trial forward at the first
   call of each sampler step, answers skipped steps from the cache, stores computed predictions.
+* ``SAMPLER_SAMPLE`` wrapper (same key): once the conditioning is processed and before the first
+  step, refuses inputs the model family's trial cannot make small, by name.
 * ``patches_replace["dit"][(block_type, i)]``: one :class:`BlockPatch` per transformer block, which
   chains to a patch another node installed before it instead of overwriting it.
+
+What a model family's forward inputs and blocks look like comes from its adapter
+(``precisecache_core/families``); nothing here guesses shapes.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ import comfy.model_patcher
 import comfy.patcher_extension
 
 from ..precisecache_core import BlockCacheConfig, LFCacheConfig, PreciseCacheRun, RunReport
-from ..precisecache_core.trial import check_factors_fit, pool, pool_aligned
+from ..precisecache_core.families import BlockSpec, FamilyAdapter
+from ..precisecache_core.trial import check_factors_fit
+from ..precisecache_core.trial_inputs import TrialInputError, trial_call
 from .models import model_support
 
 WRAPPER_KEY = "precisecache"
@@ -31,6 +38,7 @@ SETUP_KEY = "precisecache_setup"
 RUN_KEY = "precisecache_run"
 PLAN_KEY = "precisecache_call"
 TRIAL_KEY = "precisecache_trial"
+FAMILY_KEY = "precisecache_family"
 
 log = logging.getLogger("PreciseCache")
 
@@ -146,25 +154,27 @@ def apply_setup(model, *, lf: LFCacheConfig | None = None, block: BlockCacheConf
     if not patched.get_wrappers(wrappers.OUTER_SAMPLE, WRAPPER_KEY):
         patched.add_wrapper_with_key(wrappers.OUTER_SAMPLE, WRAPPER_KEY, outer_sample_wrapper)
         patched.add_wrapper_with_key(wrappers.DIFFUSION_MODEL, WRAPPER_KEY, diffusion_model_wrapper)
+        patched.add_wrapper_with_key(wrappers.SAMPLER_SAMPLE, WRAPPER_KEY, sampler_sample_wrapper)
     if block is not None:
-        _install_block_patches(patched, support.block_keys)
+        _install_block_patches(patched, support.blocks)
     return patched
 
 
-def _install_block_patches(model, block_keys) -> None:
+def _install_block_patches(model, blocks: dict[tuple[str, int], BlockSpec]) -> None:
     dit = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-    for block_type, index in block_keys:
+    for (block_type, index), spec in blocks.items():
         previous = dit.get((block_type, index))
         if isinstance(previous, BlockPatch):
             continue
-        model.set_model_patch_replace(BlockPatch((block_type, index), previous), "dit", block_type, index)
+        model.set_model_patch_replace(BlockPatch((block_type, index), spec, previous), "dit", block_type, index)
 
 
 class BlockPatch:
     """Replacement for one transformer block: computes it, or adds its cached residual."""
 
-    def __init__(self, block_key: tuple[str, int], previous=None):
+    def __init__(self, block_key: tuple[str, int], spec: BlockSpec, previous=None):
         self.block_key = block_key
+        self.in_place_tensors = spec.tensors if spec.in_place else ()
         self.previous = previous
 
     def __call__(self, args: dict, extra: dict) -> dict:
@@ -178,7 +188,7 @@ class BlockPatch:
         run: PreciseCacheRun | None = options.get(RUN_KEY)
         if plan is None or run is None or plan.block_phase is None:
             return compute(args)
-        return run.run_block(plan, self.block_key, args, compute)
+        return run.run_block(plan, self.block_key, args, compute, self.in_place_tensors)
 
     def __deepcopy__(self, memo) -> "BlockPatch":
         return self  # immutable: clones share it
@@ -206,6 +216,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
                               model_sampling.percent_to_sigma, blocks_per_forward=len(support.block_keys),
                               model_name=support.name, settings=setup.describe())
         options[RUN_KEY] = run
+        options[FAMILY_KEY] = support.family
         for note in run.report.notes:
             log.info("PreciseCache - %s", note)
         result = executor(*args, **kwargs)
@@ -215,6 +226,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         if run is not None:  # also when the run failed or was interrupted: free everything, keep a report
             _finish_run(run, setup, interrupted=not completed)
         options.pop(RUN_KEY, None)
+        options.pop(FAMILY_KEY, None)
         guider.model_options = original_options
 
 
@@ -238,24 +250,36 @@ def _transformer_options(args: tuple, kwargs: dict) -> tuple[dict | None, Any]:
     return None, None
 
 
-def _trial_call_args(args: tuple, kwargs: dict, where: Any, options: dict, factors,
-                     operator: str = "strided") -> tuple[tuple, dict]:
-    """Arguments of the trial forward: latent-aligned tensors pooled, options flagged as a trial."""
-    x = args[0]
+def sampler_sample_wrapper(executor, *args, **kwargs):
+    """Before the first step, with the conditioning processed: refuse what the trial cannot make small."""
+    guider = args[0] if args else None
+    extra_args = args[2] if len(args) > 2 else kwargs.get("extra_args", {})
+    options = (extra_args or {}).get("model_options", {}).get("transformer_options", {})
+    run: PreciseCacheRun | None = options.get(RUN_KEY)
+    family: FamilyAdapter | None = options.get(FAMILY_KEY)
+    if run is not None and family is not None and run.lf_active:
+        names = set()
+        for conds in (getattr(guider, "conds", None) or {}).values():
+            for cond in conds or ():
+                names.update((cond.get("model_conds") or {}).keys())
+        refused = family.refused_trial_inputs(names)
+        if refused:
+            raise TrialInputError(
+                f"LFCache cannot run its trial forward on this {family.name} conditioning: input "
+                f"{', '.join(refused)}. Remove LFCache (PreciseCache) from this graph, or set its alpha to 0; "
+                f"BlockCache alone works with these inputs.")
+    return executor(*args, **kwargs)
+
+
+def _trial_options(options: dict) -> dict:
     trial_options = {k: v for k, v in options.items() if k != PLAN_KEY}
     trial_options[TRIAL_KEY] = True
-    new_args = [pool(x, factors, operator)] + [pool_aligned(a, x, factors, operator) for a in args[1:]]
-    new_kwargs = {k: pool_aligned(v, x, factors, operator) for k, v in kwargs.items()}
-    if where == "transformer_options":
-        new_kwargs["transformer_options"] = trial_options
-    else:
-        new_args[where] = trial_options
-    return tuple(new_args), new_kwargs
+    return trial_options
 
 
 def diffusion_model_wrapper(executor, *args, **kwargs):
     """One denoiser call: trial + decision at a step's first call, reuse or compute."""
-    options, where = _transformer_options(args, kwargs)
+    options, _ = _transformer_options(args, kwargs)
     run: PreciseCacheRun | None = options.get(RUN_KEY) if options is not None else None
     if run is None or options.get(TRIAL_KEY) or "sigmas" not in options:
         return executor(*args, **kwargs)
@@ -263,11 +287,16 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     sigma = float(options["sigmas"].reshape(-1)[0])
     plan = run.begin_call(options.get("uuids") or ("stream",), sigma)
     if plan.needs_trial:
-        trial_args, trial_kwargs = _trial_call_args(args, kwargs, where, options, run.trial_factors,
-                                                     run.lf.trial_operator)
-        with torch.no_grad():
-            trial_prediction = executor(*trial_args, **trial_kwargs)
-        run.decide(plan, trial_prediction)
+        try:
+            trial_args, trial_kwargs = trial_call(options[FAMILY_KEY], args, kwargs, run.trial_factors,
+                                                  run.lf.trial_operator, _trial_options(options))
+        except TrialInputError as e:  # not foreseeable from the conditioning: step aside, never crash
+            run.stop_lf(plan, f"LFCache is off for this run: its trial cannot take input {e}")
+            log.warning("PreciseCache - LFCache is off for this run: its trial cannot take input %s", e)
+        else:
+            with torch.no_grad():
+                trial_prediction = executor(*trial_args, **trial_kwargs)
+            run.decide(plan, trial_prediction)
     if run.should_skip(plan):
         cached = run.reuse(plan, x)
         if cached is not None:

@@ -1,17 +1,25 @@
-"""Which ComfyUI models PreciseCache supports, and their block patch points."""
+"""Which ComfyUI models PreciseCache supports: the family adapter and block patch points of a model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-SUPPORTED_MODELS_TEXT = "Wan 2.1 / 2.2 (T2V, I2V, VACE, camera control), HunyuanVideo, LTX-Video (not LTX-2)"
+from ..precisecache_core.families import FAMILIES, BlockSpec, FamilyAdapter
+
+SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B, VACE, camera control), HunyuanVideo (T2V, I2V), "
+                         "LTX-Video (T2V, I2V; not LTX-2)")
 
 
 @dataclass(frozen=True)
 class ModelSupport:
-    """A supported diffusion model: its display name and its "dit" block patch keys."""
+    """A supported diffusion model: display name, family adapter, and one BlockSpec per "dit" patch key."""
 
     name: str
-    block_keys: tuple[tuple[str, int], ...]
+    family: FamilyAdapter
+    blocks: dict[tuple[str, int], BlockSpec]
+
+    @property
+    def block_keys(self) -> tuple[tuple[str, int], ...]:
+        return tuple(self.blocks)
 
 
 class UnsupportedModelError(ValueError):
@@ -48,18 +56,13 @@ def model_support(model_patcher) -> ModelSupport:
     """Describe the model behind a ComfyUI ``ModelPatcher``, or refuse it by name."""
     base = model_patcher.model
     diffusion_model = getattr(base, "diffusion_model", None)
-    family = _family(diffusion_model) if diffusion_model is not None else None
+    family_key = _family(diffusion_model) if diffusion_model is not None else None
     model_name = type(base).__name__
-    if family == "wan":
-        keys = tuple(("double_block", i) for i in range(len(diffusion_model.blocks)))
-        return ModelSupport(f"{model_name} (Wan)", keys)
-    if family == "hunyuan":
-        keys = tuple(("double_block", i) for i in range(len(diffusion_model.double_blocks)))
-        keys += tuple(("single_block", i) for i in range(len(diffusion_model.single_blocks)))
-        return ModelSupport(f"{model_name} (HunyuanVideo)", keys)
-    if family == "ltxv":
-        keys = tuple(("double_block", i) for i in range(len(diffusion_model.transformer_blocks)))
-        return ModelSupport(f"{model_name} (LTX-Video)", keys)
+    if family_key is not None:
+        family = FAMILIES[family_key]
+        blocks = {(spec.patch_type, i): spec
+                  for spec in family.blocks for i in range(len(getattr(diffusion_model, spec.module_list)))}
+        return ModelSupport(f"{model_name} ({family.name})", family, blocks)
     inner = type(diffusion_model).__name__ if diffusion_model is not None else "none"
     why = f" ({REFUSED_VARIANTS[inner]})" if inner in REFUSED_VARIANTS else ""
     raise UnsupportedModelError(

@@ -10,7 +10,10 @@ A block j maps hidden states F^{j-1} ``[B, N, D]`` to F^j. Its residual is D^j =
   Then the next computed step refreshes again.
 
 Blocks that return several tensors (HunyuanVideo's double blocks return ``img`` and ``txt``) keep
-one residual per tensor. Buffers are allocated once per (slot, block, tensor) and overwritten in
+one residual per tensor. Blocks that update their input **in place** and return it (HunyuanVideo,
+LTX-Video) are recorded against a snapshot: the input is copied into the residual buffer before the
+block runs, then ``buffer = output − buffer`` in place (no extra memory); the score's ‖F^{j-1}‖ is
+taken from the same snapshot. Buffers are allocated once per (slot, block, tensor) and overwritten in
 place at each refresh; a memory budget caps their total size (blocks that do not fit are simply
 computed), and ``residual_location = "cpu"`` keeps them in pinned host memory.
 """
@@ -46,12 +49,16 @@ def select_pivotal(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     return mask
 
 
-def residual_score(residual: torch.Tensor, block_input: torch.Tensor, ranking: str) -> torch.Tensor:
-    """Score of a block's residual (0-d float32 tensor, no host sync)."""
-    norm = torch.linalg.vector_norm(residual.float())
+def norm32(x: torch.Tensor) -> torch.Tensor:
+    """‖x‖₂ accumulated in float32 (0-d tensor, no host sync, no float32 copy of ``x``)."""
+    return torch.linalg.vector_norm(x, dtype=torch.float32)
+
+
+def residual_score(residual_norm: torch.Tensor, input_norm: torch.Tensor, ranking: str) -> torch.Tensor:
+    """Score of a block: ‖D^j‖ (``l2``) or ‖D^j‖ / ‖F^{j-1}‖ (``relative_l2``); 0-d float32."""
     if ranking == "l2":
-        return norm
-    return norm / torch.linalg.vector_norm(block_input.float()).clamp_min(1e-12)
+        return residual_norm
+    return residual_norm / input_norm.clamp_min(1e-12)
 
 
 def block_phase(computed_steps_since_refresh: int | None, refresh_interval: int) -> str:
@@ -84,11 +91,13 @@ class BlockResidualCache:
         self._budget_bytes = int(config.memory_budget_mb * 1024 * 1024)
 
     # -- one block call ---------------------------------------------------------------------
-    def run_block(self, slot: SlotKey, phase: str, block: BlockKey, args: BlockArgs, compute: BlockFn) -> dict:
+    def run_block(self, slot: SlotKey, phase: str, block: BlockKey, args: BlockArgs, compute: BlockFn,
+                  in_place_tensors: tuple[str, ...] = ()) -> dict:
         """Run or replace one block call.
 
         ``phase`` is this step's phase for the slot ('refresh' or 'reuse'); ``compute(args)`` runs
-        the real block (or the patch chained before ours) and returns a dict of tensors.
+        the real block (or the patch chained before ours) and returns a dict of tensors;
+        ``in_place_tensors``: names in ``args`` that the block overwrites in place (see module doc).
         """
         state = self._slots.setdefault(slot, _SlotBlocks())
         if phase == "reuse" and state.pivotal is None and state.scores:
@@ -98,10 +107,12 @@ class BlockResidualCache:
             if reused is not None:
                 self.blocks_reused += 1
                 return reused
+        snapshot = self._snapshot(state, block, args, in_place_tensors) \
+            if phase == "refresh" and in_place_tensors else None
         out = compute(args)
         self.blocks_computed += 1
-        if phase == "refresh":
-            self._record(state, block, args, out)
+        if phase == "refresh" and (snapshot is not None or not in_place_tensors):
+            self._record(state, block, args, out, snapshot)
         return out
 
     def start_refresh(self, slot: SlotKey) -> None:
@@ -130,28 +141,55 @@ class BlockResidualCache:
             out[name] = current + buf.to(current.device, non_blocking=True)
         return out
 
-    def _record(self, state: _SlotBlocks, block: BlockKey, args: BlockArgs, out: dict) -> None:
-        pairs = [(name, value, args.get(name)) for name, value in out.items()
-                 if isinstance(value, torch.Tensor) and isinstance(args.get(name), torch.Tensor)
-                 and args[name].shape == value.shape]
-        if not pairs or len(pairs) != len(out):
+    def _snapshot(self, state: _SlotBlocks, block: BlockKey, args: BlockArgs,
+                  names: tuple[str, ...]) -> dict | None:
+        """Copy the block's input tensors into its residual buffers (before an in-place block runs).
+
+        Returns name → (buffer holding F^{j-1}, ‖F^{j-1}‖), or None when a buffer does not fit the budget."""
+        snapshot = {}
+        for name in names:
+            value = args.get(name)
+            if isinstance(value, torch.Tensor):
+                buf = self._buffer(state, (block, name), value)
+                if buf is None:
+                    self._drop_block(state, block)
+                    return None
+                buf.copy_(value, non_blocking=True)
+                snapshot[name] = (buf, norm32(value))
+        return snapshot
+
+    def _record(self, state: _SlotBlocks, block: BlockKey, args: BlockArgs, out: dict,
+                snapshot: dict | None) -> None:
+        """Store D^j = F^j − F^{j-1} for every tensor the block returned, and the block's score."""
+        if snapshot is not None:
+            before = {name: buf for name, (buf, _) in snapshot.items()}
+            norms = {name: n for name, (_, n) in snapshot.items()}
+        else:
+            before = {name: v for name, v in args.items() if isinstance(v, torch.Tensor)}
+            norms = {}
+        usable = all(isinstance(value, torch.Tensor) and isinstance(before.get(name), torch.Tensor)
+                     and before[name].shape == value.shape for name, value in out.items())
+        if not out or not usable:
+            self._drop_block(state, block)
             return  # the block's output cannot be rebuilt from residuals alone: never reuse it
-        buffers = []
-        for name, value, _ in pairs:
-            buf = self._buffer(state, (block, name), value)
-            if buf is None:
-                self._drop_block(state, block)
-                return
-            buffers.append(buf)
         score = None
-        for buf, (name, value, before) in zip(buffers, pairs):
-            if buf.device == value.device:
-                diff = torch.sub(value, before, out=buf)  # straight into the buffer: no temporary
+        for name, value in out.items():
+            if snapshot is not None:
+                buf = before[name]
+                torch.sub(value.to(buf.device, non_blocking=True), buf, out=buf)  # buf: F^{j-1} -> D^j
+                input_norm = norms[name]
             else:
-                diff = value - before
-                buf.copy_(diff, non_blocking=True)
+                buf = self._buffer(state, (block, name), value)
+                if buf is None:
+                    self._drop_block(state, block)
+                    return
+                input_norm = norm32(before[name])
+                if buf.device == value.device:
+                    torch.sub(value, before[name], out=buf)  # straight into the buffer: no temporary
+                else:
+                    buf.copy_(value - before[name], non_blocking=True)
             if name == "img" or score is None:
-                score = residual_score(diff, before, self.config.ranking)
+                score = residual_score(norm32(buf).to(input_norm.device), input_norm, self.config.ranking)
         state.scores[block] = score
 
     def _drop_block(self, state: _SlotBlocks, block: BlockKey) -> None:

@@ -133,6 +133,14 @@ class PreciseCacheRun:
         self._record_decision(record, skip, delta, threshold, self.decider.last_accumulated if delta is not None else None)
         return skip
 
+    def stop_lf(self, plan: CallPlan, note: str) -> None:
+        """Turn LFCache off for the rest of the run (the trial cannot be made): this step is computed."""
+        self.lf_active = False
+        self.report.notes.append(note)
+        record = self._steps[plan.step]
+        if not record.decided:
+            self._record_decision(record, skip=False, delta=None, threshold=None, accumulated=None)
+
     def should_skip(self, plan: CallPlan) -> bool:
         return self._steps[plan.step].skip
 
@@ -148,7 +156,7 @@ class PreciseCacheRun:
         record.reused_calls += 1
         self.report.reused_forwards += 1
         if x_prev is None:
-            return out.clone()
+            return out  # ComfyUI only reads a model output (calculate_denoised makes a new tensor)
         channels = out.shape[1]
         return x[:, :channels].to(out.dtype) + (out - x_prev)
 
@@ -165,11 +173,15 @@ class PreciseCacheRun:
             self.blocks.start_refresh(plan.slot)
         return plan
 
-    def run_block(self, plan: CallPlan, block: BlockKey, args: BlockArgs, compute: BlockFn) -> dict:
-        return self.blocks.run_block(plan.slot, plan.block_phase, block, args, compute)
+    def run_block(self, plan: CallPlan, block: BlockKey, args: BlockArgs, compute: BlockFn,
+                  in_place_tensors: tuple[str, ...] = ()) -> dict:
+        return self.blocks.run_block(plan.slot, plan.block_phase, block, args, compute, in_place_tensors)
 
     def store(self, plan: CallPlan, x: torch.Tensor, prediction: torch.Tensor) -> None:
-        """Remember a fully computed prediction (our own copy) for later skipped steps."""
+        """Remember a fully computed prediction for later skipped steps.
+
+        The prediction is kept by reference (the model made a fresh tensor that ComfyUI only reads);
+        in ``residual`` mode the input part is copied, since the sampler updates ``x`` later."""
         self.report.full_forwards += 1
         if not self.lf_active:
             return
@@ -177,13 +189,13 @@ class PreciseCacheRun:
         residual_mode = self.lf.reuse == "residual" and x.shape[2:] == prediction.shape[2:] \
             and x.shape[1] >= prediction.shape[1]
         x_part = x[:, :prediction.shape[1]] if residual_mode else None
-        if old is not None and old[0].shape == prediction.shape and (old[1] is None) == (x_part is None):
-            old[0].copy_(prediction)
-            if x_part is not None:
-                old[1].copy_(x_part)
+        if x_part is not None and old is not None and old[1] is not None and old[1].shape == x_part.shape:
+            old[1].copy_(x_part)
+            x_kept = old[1]
         else:
-            self._outputs[plan.slot] = (prediction.detach().clone(),
-                                        x_part.detach().to(prediction.dtype).clone() if x_part is not None else None)
+            x_kept = x_part.detach().to(prediction.dtype).clone() if x_part is not None else None
+        self._outputs[plan.slot] = (prediction.detach(), x_kept)
+        if old is None or old[0].shape != prediction.shape:
             self._output_bytes = sum(o.numel() * o.element_size() + (p.numel() * p.element_size() if p is not None else 0)
                                      for o, p in self._outputs.values())
         self._update_peak()

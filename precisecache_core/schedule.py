@@ -12,7 +12,9 @@ next predictor at σ_{i+1} then reuses: one decision per schedule sigma, never t
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 _REL_TOL = 1e-5
@@ -36,7 +38,7 @@ class StepClock:
         """Number of sampler steps (schedule length − 1)."""
         return max(0, len(self.sigmas) - 1)
 
-    @property
+    @cached_property
     def decreasing(self) -> bool:
         """True when the schedule never increases (repeated sigmas allowed).
 
@@ -44,8 +46,17 @@ class StepClock:
         would map every call to the first or the last step."""
         return all(b <= a * (1.0 + _REL_TOL) + 1e-12 for a, b in zip(self.sigmas, self.sigmas[1:]))
 
+    @cached_property
+    def _negated_step_sigmas(self) -> tuple[float, ...]:
+        return tuple(-s for s in (self.sigmas[:-1] if len(self.sigmas) > 1 else self.sigmas))
+
     def step_of(self, sigma: float) -> int:
-        """Index of the step a call at ``sigma`` belongs to (see module doc)."""
+        """Index of the step a call at ``sigma`` belongs to (see module doc): a bisection on a
+        decreasing schedule, the first-failure scan otherwise."""
+        threshold = sigma * (1.0 - _REL_TOL) - 1e-12
+        if self.decreasing:
+            # s_i ≥ threshold ⇔ −s_i ≤ −threshold: the count of such leading entries, minus one
+            return max(0, bisect_right(self._negated_step_sigmas, -threshold) - 1)
         best = 0
         for i, s in enumerate(self.sigmas[:-1] if len(self.sigmas) > 1 else self.sigmas):
             if s >= sigma * (1.0 - _REL_TOL) - 1e-12:
@@ -57,3 +68,4 @@ class StepClock:
     def in_window(self, sigma: float) -> bool:
         """Caching may act at ``sigma``: end_sigma < σ ≤ start_sigma (ComfyUI's start/end percent)."""
         return self.end_sigma < sigma <= self.start_sigma * (1.0 + _REL_TOL)
+

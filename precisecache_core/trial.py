@@ -18,8 +18,6 @@ vs 0.52) and gave +0.7 to +1.9 dB PSNR at equal full forwards. Average pooling s
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -99,17 +97,3 @@ def pool(x: torch.Tensor, factors: tuple[int, int, int], operator: str = "stride
     else:
         raise ValueError(f"cannot pool a tensor of shape {tuple(x.shape)}")
     return pooled.to(x.dtype)
-
-
-def pool_aligned(value: Any, latent: torch.Tensor, factors: tuple[int, int, int], operator: str = "strided") -> Any:
-    """Downsample ``value`` if it is a tensor spatially aligned with ``latent``, else return it as is.
-
-    Aligned means: a 5-D tensor with the latent's H and W (its own T may differ, e.g. Wan's
-    ``time_dim_concat``), or a 4-D tensor with the latent's H and W. Conditioning tensors such as
-    text embeddings ``[B, L, D]`` or timesteps ``[B]`` are left alone.
-    """
-    if not isinstance(value, torch.Tensor) or value.dim() not in (4, 5):
-        return value
-    if value.shape[-2:] != latent.shape[-2:]:
-        return value
-    return pool(value, factors, operator)

@@ -303,6 +303,8 @@ class Bench:
         self.run_mod = cache_helpers.pack_module(self.pack, "precisecache_core.run")
         self.lowpass_mod = cache_helpers.pack_module(self.pack, "precisecache_core.lowpass")
         self.trial_mod = cache_helpers.pack_module(self.pack, "precisecache_core.trial")
+        self.trial_inputs_mod = cache_helpers.pack_module(self.pack, "precisecache_core.trial_inputs")
+        self.families_mod = cache_helpers.pack_module(self.pack, "precisecache_core.families")
         models_dir = harness.diffusion_models_dir(self.base_dir)
         self.model_info = self._install_model(model_path, models_dir)
         base = self.comfy.load_model(self.model_info["file_name"])
@@ -705,11 +707,12 @@ def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(
     input_std: dict[str, list[float]] = {name: [] for name in operators}
 
     def wrapper(executor, *args, **kwargs):
-        options, where = bench.hooks._transformer_options(args, kwargs)
+        options, _ = bench.hooks._transformer_options(args, kwargs)
         full = executor(*args, **kwargs)
         trials = {}
         for name in operators:
-            targs, tkwargs = bench.hooks._trial_call_args(args, kwargs, where, options, factors, name)
+            targs, tkwargs = bench.trial_inputs_mod.trial_call(bench.families_mod.WAN, args, kwargs, factors, name,
+                                                               bench.hooks._trial_options(options))
             if not calls or len(calls) % cfg.steps == 0:
                 input_std[name].append(float(targs[0].float().std()))
             with torch.no_grad():

@@ -92,3 +92,53 @@ def test_shape_change_recomputes():
     cache.run_block("s", "refresh", ("b", 0), {"img": torch.zeros(1, 4, 8)}, fn)
     out = cache.run_block("s", "reuse", ("b", 0), {"img": torch.zeros(1, 5, 8)}, fn)
     assert out["img"].shape == (1, 5, 8) and cache.blocks_reused == 0
+
+
+def _in_place_block(weight):
+    """Like HunyuanVideo's / LTX-Video's blocks: adds to its input in place and returns the same tensor."""
+    def block(a):
+        img = a["img"]
+        img += torch.tanh(img @ weight)
+        txt = a.get("txt")
+        if txt is not None:
+            txt += 0.5 * txt
+            return {"img": img, "txt": txt}
+        return {"img": img}
+    return block
+
+
+def test_in_place_block_residual_is_taken_against_the_input_before_it_ran():
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(8, 8, generator=g)
+    x = torch.randn(2, 6, 8, generator=g)
+    txt = torch.randn(2, 3, 8, generator=g)
+    expected_img = torch.tanh(x @ weight)  # independent: out − in, computed on a copy
+    cache = BlockResidualCache(BlockCacheConfig(pivotal_ratio=0.0, refresh_interval=2))
+    out = cache.run_block("s", "refresh", ("double_block", 0), {"img": x.clone(), "txt": txt.clone()},
+                          _in_place_block(weight), in_place_tensors=("img", "txt"))
+    state = cache._slots["s"]
+    assert torch.allclose(state.residuals[(("double_block", 0), "img")], expected_img, atol=1e-6)
+    assert torch.allclose(state.residuals[(("double_block", 0), "txt")], 0.5 * txt, atol=1e-6)
+    expected_score = torch.linalg.vector_norm(expected_img) / torch.linalg.vector_norm(x)
+    assert torch.allclose(state.scores[("double_block", 0)], expected_score, rtol=1e-5)
+    # the reuse step rebuilds the block's output from the stored residual
+    reused = cache.run_block("s", "reuse", ("double_block", 0), {"img": x.clone(), "txt": txt.clone()},
+                             _in_place_block(weight), in_place_tensors=("img", "txt"))
+    assert torch.allclose(reused["img"], out["img"], atol=1e-6) and torch.allclose(reused["txt"], out["txt"])
+
+
+def test_in_place_block_without_the_snapshot_would_store_zero():
+    """What the adapter's in_place flag prevents: out − args taken after the block ran is 0."""
+    x = torch.randn(1, 4, 8)
+    cache = BlockResidualCache(BlockCacheConfig(pivotal_ratio=0.0, refresh_interval=2))
+    cache.run_block("s", "refresh", ("double_block", 0), {"img": x.clone()}, _in_place_block(torch.eye(8)))
+    assert torch.count_nonzero(cache._slots["s"].residuals[(("double_block", 0), "img")]) == 0
+
+
+def test_in_place_snapshot_respects_the_memory_budget():
+    x = torch.randn(1, 64, 64)  # 16 KiB per buffer
+    cache = BlockResidualCache(BlockCacheConfig(pivotal_ratio=0.0, refresh_interval=2, memory_budget_mb=0.01))
+    out = cache.run_block("s", "refresh", ("double_block", 0), {"img": x.clone()}, _in_place_block(torch.eye(64)),
+                          in_place_tensors=("img",))
+    assert torch.allclose(out["img"], x + torch.tanh(x))
+    assert cache.bytes_allocated == 0 and cache.budget_refusals == 1

@@ -6,7 +6,7 @@ import torch
 
 from precisecache_core.config import BlockCacheConfig, LFCacheConfig
 from precisecache_core.schedule import StepClock
-from precisecache_core.trial import check_factors_fit, pool, pool_aligned, token_ratio
+from precisecache_core.trial import check_factors_fit, pool, token_ratio
 
 
 def test_pool_shapes_and_values():
@@ -24,14 +24,6 @@ def test_strided_trial_keeps_the_noise_level_average_pooling_divides_it():
     noise = torch.randn(1, 16, 8, 64, 64, generator=torch.Generator().manual_seed(0))
     assert abs(pool(noise, (2, 4, 4), "strided").std().item() - 1.0) < 0.05
     assert abs(pool(noise, (2, 4, 4), "avg_pool").std().item() - 32 ** -0.5) < 0.02
-
-
-def test_pool_aligned_leaves_conditioning_alone():
-    x = torch.randn(1, 16, 5, 16, 16)
-    context = torch.randn(1, 8, 4096)
-    assert pool_aligned(context, x, (2, 4, 4)) is context
-    assert pool_aligned(torch.randn(1, 20, 5, 16, 16), x, (2, 4, 4)).shape == (1, 20, 3, 4, 4)
-    assert pool_aligned("text", x, (2, 4, 4)) == "text"
 
 
 def test_token_ratio():

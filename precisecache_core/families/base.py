@@ -1,0 +1,96 @@
+"""What a model family declares so that generic code never guesses its shapes.
+
+A :class:`FamilyAdapter` is pure data, one per model family (``wan.py``, ``hunyuan.py``,
+``ltxv.py``), in the spirit of diffusers' per-family ``TransformerBlockRegistry``:
+
+* its transformer blocks: the ``patches_replace["dit"]`` key type of each block list, which
+  tensors a block receives in ``args`` and returns, and whether it updates them **in place**
+  (HunyuanVideo's ``img +=``, LTX-Video's ``x +=``), in which case a residual must be taken
+  against a snapshot of the input made *before* the block ran;
+* the names of the positional arguments the ``DIFFUSION_MODEL`` wrapper receives;
+* for every forward input, how the trial makes it small (a :data:`TrialRule`), so the trial's
+  inputs stay aligned with its downsampled latent. An input with no rule refuses the trial, by
+  name, before sampling.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+# -- how one forward input is made small for the trial ------------------------------------------
+LATENT = "latent"
+"""[B, C, T, H, W] or [B, C, H, W] on the latent's grid (its own T may differ): pooled like the latent."""
+STACKED_LATENT = "stacked_latent"
+"""[B, n, C, T, H, W]: n latent-shaped tensors stacked on dim 1 (Wan VACE's ``vace_context``)."""
+TIMESTEP = "timestep"
+"""[B] kept; [B, T] one timestep per latent frame (Wan 2.2 with a noise mask) pooled along T;
+[B, N(, 1)] one per token (LTX-Video with a noise mask) pooled on the token grid."""
+PIXELS = "pixels"
+"""[B, C, T, s·H, s·W] at pixel resolution, s = the family's ``pixel_scale`` (Wan camera
+control's Plücker embedding): pooled in whole s×s pixel cells, like the latent cell they belong to."""
+TOKEN_HINTS = "token_hints"
+"""ControlNet hints added to the image tokens: a dict of lists of [B, N, D] (or None entries) on the
+token grid, pooled on that grid."""
+KEEP = "keep"
+"""Not aligned with the latent (text embeddings, pooled vectors, text masks, scalars): passed as is."""
+OPTIONS = "transformer_options"
+"""ComfyUI's per-call options dict (the glue replaces it for the trial)."""
+
+TRIAL_RULES = (LATENT, STACKED_LATENT, TIMESTEP, PIXELS, TOKEN_HINTS, KEEP, OPTIONS)
+
+CONSUMED_BY_HOST = ("c_crossattn", "c_concat")
+"""Model conds that ComfyUI's ``apply_model`` folds into the latent (``c_concat``, concatenated on the
+channel axis) or the context argument before the diffusion model is called."""
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One list of transformer blocks of a family."""
+
+    patch_type: str
+    """Key type in ``patches_replace["dit"]``: ``"double_block"`` or ``"single_block"``."""
+    module_list: str
+    """Attribute of the diffusion model holding the blocks (``blocks``, ``double_blocks``, …)."""
+    tensors: tuple[str, ...]
+    """Names in the block patch's ``args`` that the block transforms and returns, each [B, N, D]."""
+    in_place: bool
+    """True when the block updates those tensors in place and returns the same objects."""
+
+
+@dataclass(frozen=True)
+class FamilyAdapter:
+    """Everything generic code needs to know about one model family (see module doc)."""
+
+    name: str
+    blocks: tuple[BlockSpec, ...]
+    forward_args: tuple[str, ...]
+    """Names of the positional arguments of the family's ``DIFFUSION_MODEL`` wrapper call."""
+    trial_rules: Mapping[str, str]
+    """Forward input name → trial rule. Inputs not listed refuse the trial."""
+    patch_size: tuple[int, int, int]
+    """Latent cells per token along T, H, W (the token grid is the latent grid ÷ this)."""
+    pixel_scale: int = 8
+    """Pixels per latent cell along H and W, for :data:`PIXELS` inputs."""
+    not_for_trial: Mapping[str, str] = field(default_factory=dict)
+    """Inputs known to exist but that the trial cannot reproduce at low resolution: name → why."""
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.trial_rules.items() if v not in TRIAL_RULES}
+        if bad:
+            raise ValueError(f"{self.name}: unknown trial rules {bad}")
+        missing = [a for a in self.forward_args if a not in self.trial_rules]
+        if missing:
+            raise ValueError(f"{self.name}: positional forward args without a trial rule: {missing}")
+
+    def rule(self, name: str) -> str | None:
+        return self.trial_rules.get(name)
+
+    def refused_trial_inputs(self, names) -> list[str]:
+        """Human-readable reasons for every input in ``names`` the trial cannot make small."""
+        reasons = []
+        for name in sorted(set(names)):
+            if name in self.not_for_trial:
+                reasons.append(f"'{name}' ({self.not_for_trial[name]})")
+            elif name not in CONSUMED_BY_HOST and name not in self.trial_rules:
+                reasons.append(f"'{name}' (the trial does not know how to downsample it)")
+        return reasons

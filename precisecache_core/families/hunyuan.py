@@ -1,0 +1,27 @@
+"""HunyuanVideo (T2V, I2V, 1.5) in ComfyUI 0.8.
+
+``comfy/ldm/hunyuan_video/model.py``: ``forward(x, timestep, context, y, txt_byt5, clip_fea,
+guidance, attention_mask, guiding_frame_index, ref_latent, disable_time_r, control,
+transformer_options)``. Its blocks come from ``comfy/ldm/flux/layers.py`` and update their
+inputs **in place** (``img += …``, ``txt += …``, single blocks ``x += …``) and return the same
+tensors. Double block args: ``img`` [B, N, D] and ``txt`` [B, L, D], both returned; single blocks:
+``img`` = text and image tokens concatenated.
+
+Inputs aligned with the latent: ``x``, ``ref_latent`` (I2V's reference frames, [B, C, T', H, W]),
+ControlNet hints in ``control`` (added to the image tokens, token grid).
+"""
+from .base import KEEP, LATENT, OPTIONS, TIMESTEP, TOKEN_HINTS, BlockSpec, FamilyAdapter
+
+HUNYUAN = FamilyAdapter(
+    name="HunyuanVideo",
+    blocks=(BlockSpec("double_block", "double_blocks", ("img", "txt"), in_place=True),
+            BlockSpec("single_block", "single_blocks", ("img",), in_place=True)),
+    forward_args=("x", "timestep", "context", "y", "txt_byt5", "clip_fea", "guidance", "attention_mask",
+                  "guiding_frame_index", "ref_latent", "disable_time_r", "control", "transformer_options"),
+    trial_rules={
+        "x": LATENT, "timestep": TIMESTEP, "context": KEEP, "y": KEEP, "txt_byt5": KEEP, "clip_fea": KEEP,
+        "guidance": KEEP, "attention_mask": KEEP, "guiding_frame_index": KEEP, "ref_latent": LATENT,
+        "disable_time_r": KEEP, "control": TOKEN_HINTS, "transformer_options": OPTIONS,
+    },
+    patch_size=(1, 2, 2),
+)

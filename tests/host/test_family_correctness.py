@@ -1,0 +1,263 @@
+"""Every model family, checked on results: stored residuals against an independent forward hook,
+BlockCache's error against the same schedule with the non-pivotal blocks dropped, the trial's inputs
+against the model's own timestep computation, and runs with noise masks, bf16 weights and a LoRA.
+
+These tests fail on a BlockCache that takes ``out − args["img"]`` after an in-place block ran (0 on
+HunyuanVideo and LTX-Video), and on a trial that leaves per-token or per-frame timesteps full size.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from cache_helpers import assert_same, latest_report, pack_module, with_blockcache, with_lfcache
+
+KINDS = ["wan", "wan_i2v", "wan22", "hunyuan", "ltxv"]
+
+
+@pytest.fixture(scope="module")
+def ready(comfy, tiny_models, precisecache_pack):
+    return comfy, precisecache_pack
+
+
+def _family_blocks(pack, model):
+    """(patch key → block module) from the pack's own family adapter."""
+    support = pack_module(pack, "nodes.models").model_support(model)
+    dm = model.model.diffusion_model
+    return {key: getattr(dm, spec.module_list)[key[1]] for key, spec in support.blocks.items()}
+
+
+def _block_io_hooks(modules: dict):
+    """Forward hooks that clone each block's input *before* it runs and its output after it ran."""
+    seen: dict = {}
+    handles = []
+
+    def tensors_in(args, kwargs):
+        if "img" in kwargs:
+            return {"img": kwargs["img"], **({"txt": kwargs["txt"]} if "txt" in kwargs else {})}
+        return {"img": args[0]}
+
+    for key, module in modules.items():
+        def pre(mod, args, kwargs, key=key):
+            seen[key] = {"in": {k: v.detach().clone() for k, v in tensors_in(args, kwargs).items()}}
+
+        def post(mod, args, kwargs, output, key=key):
+            outs = output if isinstance(output, tuple) else (output,)
+            names = ["img", "txt"][:len(outs)]
+            seen[key]["out"] = {n: o.detach().clone() for n, o in zip(names, outs)}
+
+        handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(post, with_kwargs=True))
+    return seen, handles
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stored_residuals_equal_block_output_minus_input_from_an_independent_hook(ready, kind, monkeypatch):
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    block_cache_mod = pack_module(pack, "precisecache_core.block_cache")
+    seen, handles = _block_io_hooks(_family_blocks(pack, model))
+    checked = []
+    original_record = block_cache_mod.BlockResidualCache._record
+
+    def checking_record(self, state, block, args, out, snapshot):
+        original_record(self, state, block, args, out, snapshot)
+        for name in out:
+            stored = state.residuals[(block, name)]
+            expected = seen[block]["out"][name] - seen[block]["in"][name]
+            assert expected.abs().max() > 0, "the block changed nothing: the check would prove nothing"
+            assert torch.allclose(stored.float(), expected.float(), atol=1e-5, rtol=1e-4), \
+                f"{kind} {block} {name}: stored residual differs from out - in by " \
+                f"{(stored.float() - expected.float()).abs().max().item():.3g}"
+            checked.append((block, name))
+
+    monkeypatch.setattr(block_cache_mod.BlockResidualCache, "_record", checking_record)
+    try:
+        patched = with_blockcache(comfy, model, pivotal_ratio=0.5, refresh_interval=1)
+        comfy.sample(patched, kind, steps=10, cfg=5.0)
+    finally:
+        for h in handles:
+            h.remove()
+    n_blocks = len(_family_blocks(pack, model))
+    assert len({b for b, _ in checked}) == n_blocks, checked
+    assert latest_report(pack, patched).blocks_reused > 0
+
+
+def _rel_err(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_blockcache_error_well_below_dropping_the_non_pivotal_blocks(ready, kind, monkeypatch):
+    """Same schedule (refresh every other computed step, half the blocks pivotal), 20 steps:
+    reusing the stored residuals must be far closer to uncached than skipping those blocks."""
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    steps = 20
+    reference = comfy.sample(model, kind, steps=steps, cfg=5.0)
+    patched = with_blockcache(comfy, model, pivotal_ratio=0.5, refresh_interval=1)
+    cached = comfy.sample(patched, kind, steps=steps, cfg=5.0)
+    assert latest_report(pack, patched).blocks_reused > 0
+    block_cache_mod = pack_module(pack, "precisecache_core.block_cache")
+
+    def drop(self, state, block, args):
+        names = [n for (b, n) in state.residuals if b == block]
+        return {n: args[n] for n in names} if names else None
+
+    monkeypatch.setattr(block_cache_mod.BlockResidualCache, "_reuse", drop)
+    dropped = comfy.sample(patched, kind, steps=steps, cfg=5.0)
+    err_cache, err_drop = _rel_err(cached, reference), _rel_err(dropped, reference)
+    assert torch.isfinite(cached).all()
+    assert err_drop > 1e-3, f"dropping blocks changed nothing ({err_drop:.3g}): the test would show nothing"
+    assert err_cache < 0.6 * err_drop, f"{kind}: BlockCache error {err_cache:.4f} vs dropped {err_drop:.4f}"
+
+
+def _spy_trials(pack, monkeypatch):
+    """Record (full call args/kwargs, trial args/kwargs, trial output) of every trial forward."""
+    hooks = pack_module(pack, "nodes.hooks")
+    calls = []
+    original = hooks.trial_call
+
+    def spy(family, args, kwargs, factors, operator, trial_options):
+        targs, tkwargs = original(family, args, kwargs, factors, operator, trial_options)
+        calls.append({"args": args, "kwargs": kwargs, "targs": targs, "tkwargs": tkwargs, "factors": factors})
+        return targs, tkwargs
+
+    monkeypatch.setattr(hooks, "trial_call", spy)
+    return calls
+
+
+def _masked_latent(channels, shape, first_frame_strength=1.0):
+    """A latent whose first frame is given (noise mask 1 − strength there), like LTXVImgToVideo /
+    Wan22ImageToVideoLatent do, with a random stand-in for the encoded image."""
+    b, _, t, h, w = shape
+    g = torch.Generator().manual_seed(3)
+    samples = torch.zeros(b, channels, t, h, w)
+    samples[:, :, :1] = torch.randn(b, channels, 1, h, w, generator=g)
+    mask = torch.ones(b, 1, t, h, w)
+    mask[:, :, :1] = 1.0 - first_frame_strength
+    return {"samples": samples, "noise_mask": mask}
+
+
+@pytest.mark.parametrize("kind, channels, shape", [
+    ("ltxv", 128, (1, 128, 5, 8, 8)),   # per-token timestep [B, N, 1]
+    ("wan22", 48, (1, 48, 5, 8, 8)),    # per-frame timestep [B, T]
+])
+def test_trial_timestep_follows_the_models_own_computation_under_a_noise_mask(ready, kind, channels, shape,
+                                                                               monkeypatch):
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    latent = _masked_latent(channels, shape)
+    pos = comfy.conditioning(kind, 1, "positive", latent_shape=shape)
+    neg = comfy.conditioning(kind, 1, "negative", latent_shape=shape)
+    calls = _spy_trials(pack, monkeypatch)
+    patched = with_lfcache(comfy, model, alpha=1.0)
+    out = comfy.nodes.KSampler().sample(patched, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
+    assert torch.isfinite(out).all()
+    report = latest_report(pack, patched)
+    assert len(calls) == 12 and report.trial_forwards == 12
+    assert sum(1 for v in report.lfd if v == v) == 11, report.lfd  # a Δ for every step after the first
+    base = model.model
+    for call in calls:
+        x_trial = call["targs"][0]
+        mask_full = call["kwargs"]["denoise_mask"]
+        mask_trial = call["tkwargs"]["denoise_mask"]
+        assert torch.equal(mask_trial, mask_full[:, :, ::2, ::4, ::4])
+        # independent: the model's own process_timestep on the pooled mask, at this call's timestep
+        t_full = call["args"][1]
+        t_scalar = t_full.reshape(t_full.shape[0], -1).amax(dim=1)
+        expected = base.process_timestep(t_scalar, x=x_trial, denoise_mask=mask_trial)
+        assert call["targs"][1].shape == expected.shape
+        assert torch.allclose(call["targs"][1], expected, atol=1e-4)
+    # and the full call's own timestep really was per token / per frame (the case under test)
+    assert calls[0]["args"][1].dim() >= 2 and calls[0]["args"][1].shape[1] > 1
+
+
+def test_ltxv_image_to_video_runs_to_the_end_and_is_exact_when_off(ready):
+    comfy, pack = ready
+    model = comfy.load_model("ltxv")
+    shape = (1, 128, 5, 8, 8)
+    latent = _masked_latent(128, shape, first_frame_strength=0.9)
+    pos = comfy.conditioning("ltxv", 1, "positive")
+    neg = comfy.conditioning("ltxv", 1, "negative")
+
+    def sample(m):
+        return comfy.nodes.KSampler().sample(m, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
+
+    reference = sample(model)
+    off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
+    assert_same(sample(off), reference)
+    on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
+    out = sample(on)
+    report = latest_report(pack, on)
+    assert torch.isfinite(out).all() and not report.interrupted
+    assert report.trial_forwards == 12 and report.blocks_reused > 0
+
+
+def test_ltxv_keyframes_refused_by_name_before_the_first_step(ready):
+    comfy, pack = ready
+    model = comfy.load_model("ltxv")
+    pos = comfy.conditioning("ltxv", 1, "positive")
+    neg = comfy.conditioning("ltxv", 1, "negative")
+    for cond in (pos, neg):
+        cond[0][1]["keyframe_idxs"] = torch.zeros(1, 3, 16, 2)
+    calls = []
+    handle = model.model.diffusion_model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        patched = with_lfcache(comfy, model, alpha=1.0)
+        latent = {"samples": torch.zeros(1, 128, 2, 4, 4)}
+        with pytest.raises(Exception, match="keyframe_idxs") as err:
+            comfy.nodes.KSampler().sample(patched, 0, 12, 4.0, "euler", "simple", pos, neg, latent)
+        assert "BlockCache alone works" in str(err.value)
+        assert calls == [], "the model ran before the refusal"
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("kind", ["wan", "hunyuan", "ltxv"])
+def test_bf16_weights_finite_and_exact_when_off(ready, kind):
+    comfy_, pack = ready
+    import comfy.sd
+    from tiny_models import MODEL_KINDS
+    path = comfy_.folder_paths.get_full_path_or_raise("diffusion_models", MODEL_KINDS[kind].filename)
+    model = comfy.sd.load_diffusion_model(path, model_options={"dtype": torch.bfloat16})
+    assert model.model.diffusion_model.dtype == torch.bfloat16 or model.model_dtype() == torch.bfloat16
+    reference = comfy_.sample(model, kind, steps=12, cfg=5.0)
+    off = with_blockcache(comfy_, with_lfcache(comfy_, model, alpha=0.0), pivotal_ratio=1.0)
+    assert_same(comfy_.sample(off, kind, steps=12, cfg=5.0), reference)
+    on = with_blockcache(comfy_, with_lfcache(comfy_, model, alpha=1.0), pivotal_ratio=0.5)
+    out = comfy_.sample(on, kind, steps=12, cfg=5.0)
+    assert torch.isfinite(out).all() and latest_report(pack, on).blocks_reused > 0
+    assert _rel_err(out, reference) < 1.0
+
+
+def _write_wan_lora(directory):
+    """A LoRA for the tiny Wan in the diffusers-style key format ComfyUI's loader maps."""
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(5)
+    sd = {}
+    for block in range(2):
+        for layer in ("self_attn.q", "self_attn.k", "ffn.0"):
+            out_dim = 256 if layer == "ffn.0" else 128
+            key = f"diffusion_model.blocks.{block}.{layer}"
+            sd[f"{key}.lora_down.weight"] = torch.randn(4, 128, generator=g) * 0.5
+            sd[f"{key}.lora_up.weight"] = torch.randn(out_dim, 4, generator=g) * 0.5
+    os.makedirs(directory, exist_ok=True)
+    save_file(sd, os.path.join(directory, "tiny_wan_lora.safetensors"))
+    return "tiny_wan_lora.safetensors"
+
+
+def test_lora_loaded_with_loraloadermodelonly_finite_and_exact_when_off(ready):
+    comfy, pack = ready
+    name = _write_wan_lora(os.path.join(comfy.base_dir, "models", "loras"))
+    base = comfy.load_model("wan")
+    model = comfy.node("LoraLoaderModelOnly")().load_lora_model_only(base, name, 1.0)[0]
+    plain = comfy.sample(base, "wan", steps=12, cfg=5.0)
+    reference = comfy.sample(model, "wan", steps=12, cfg=5.0)
+    assert _rel_err(reference, plain) > 1e-3, "the LoRA changed nothing: the test would show nothing"
+    off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
+    assert_same(comfy.sample(off, "wan", steps=12, cfg=5.0), reference)
+    on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
+    assert torch.isfinite(comfy.sample(on, "wan", steps=12, cfg=5.0)).all()
