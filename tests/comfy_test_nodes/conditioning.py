@@ -6,7 +6,7 @@ lazily and only for the Wan I2V clip-vision output object.
 """
 import torch
 
-MODEL_KINDS = ("wan", "wan_i2v", "wan22", "hunyuan", "ltxv")
+MODEL_KINDS = ("wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "ltxv")
 VARIANTS = ("positive", "negative")
 
 # Widths fixed by the real architectures (and used by the tiny models):
@@ -47,6 +47,14 @@ def make_conditioning(kind, seed=0, length=8, width=TEXT_WIDTH, variant="positiv
             mask = torch.ones((1, 1, t, h, w))
             mask[:, :, :1] = 0.0  # first frame given, the rest generated
             extras["concat_mask"] = mask
+    elif kind == "wan_vace" and latent_shape is not None:
+        _, _, t, h, w = latent_shape
+        extras["vace_frames"] = [torch.randn((1, 32, t, h, w), generator=g_side)]
+        extras["vace_mask"] = [torch.rand((1, 64, t, h, w), generator=g_side)]
+        extras["vace_strength"] = [1.0]
+    elif kind == "wan_camera" and latent_shape is not None:
+        _, _, t, h, w = latent_shape
+        extras["camera_conditions"] = torch.randn((1, 24, t, 8 * h, 8 * w), generator=g_side)
     elif kind == "hunyuan":
         extras["pooled_output"] = torch.randn((1, HUNYUAN_POOLED_WIDTH), generator=g_side)
         extras["guidance"] = 6.0

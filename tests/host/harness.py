@@ -66,6 +66,8 @@ sampling shift: Wan 8, Hunyuan 7, LTXV 2.37):
   wan_i2v  WAN21_I2V    16-ch latent               + clip_vision_output (penultimate [1,257,1280]),
                                                      optional concat_latent_image/concat_mask
   wan22    WAN22_T2V    48-ch latent (1,48,3,8,8)  cross_attn (5B TI2V layout: in/out dim 48)
+  wan_vace WAN21_Vace   16-ch latent               + vace_frames / vace_mask / vace_strength (as WanVaceToVideo)
+  wan_camera WAN21_Camera 16-ch latent             + camera_conditions [1, 24, T, 8H, 8W] (pixel resolution)
   hunyuan  HunyuanVideo 16-ch latent               + pooled_output [1,768] (required) + guidance
   ltxv     LTXV         128-ch latent (1,128,2,4,4) + attention_mask [1,L] torch.long (required)
 
@@ -225,7 +227,7 @@ def sample_graph(kind, seed=0, steps=4, cfg=1.0, sampler="euler", scheduler="sim
     g[ids["latent"]] = {"class_type": latent_class, "inputs": dict(latent_inputs)}
     for role in ("positive", "negative"):
         inputs = {"model_kind": kind, "seed": cond_seed, "length": text_length, "width": 4096, "variant": role}
-        if kind == "wan_i2v":
+        if kind in ("wan_i2v", "wan_vace", "wan_camera"):
             inputs["latent"] = [ids["latent"], 0]
         g[ids[role]] = {"class_type": "PreciseCacheTestConditioning", "inputs": inputs}
     g[ids["sampler"]] = {"class_type": "KSampler", "inputs": {

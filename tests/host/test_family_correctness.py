@@ -14,7 +14,7 @@ import torch
 
 from cache_helpers import assert_same, latest_report, pack_module, with_blockcache, with_lfcache
 
-KINDS = ["wan", "wan_i2v", "wan22", "hunyuan", "ltxv"]
+KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "ltxv"]
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +261,28 @@ def test_lora_loaded_with_loraloadermodelonly_finite_and_exact_when_off(ready):
     assert_same(comfy.sample(off, "wan", steps=12, cfg=5.0), reference)
     on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
     assert torch.isfinite(comfy.sample(on, "wan", steps=12, cfg=5.0)).all()
+
+
+@pytest.mark.parametrize("kind, name", [("wan_vace", "vace_context"), ("wan_camera", "camera_conditions")])
+def test_wan_control_inputs_are_downsampled_with_the_latent_and_exact_when_off(ready, kind, name, monkeypatch):
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    reference = comfy.sample(model, kind, steps=12, cfg=5.0)
+    off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
+    assert_same(comfy.sample(off, kind, steps=12, cfg=5.0), reference)
+    calls = _spy_trials(pack, monkeypatch)
+    on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
+    out = comfy.sample(on, kind, steps=12, cfg=5.0)
+    assert torch.isfinite(out).all() and latest_report(pack, on).blocks_reused > 0
+    assert len(calls) == 12
+    for call in calls:
+        full, small = call["kwargs"][name], call["tkwargs"][name]
+        x_full, x_trial = call["args"][0], call["targs"][0]
+        if name == "vace_context":  # [B, n, C, T, H, W]: the same cells as the latent
+            assert torch.equal(small, full[..., ::2, ::4, ::4])
+        else:  # pixel resolution: the 8×8 pixels of every kept latent cell
+            b, c, t = full.shape[:3]
+            cells = full.reshape(b, c, t, x_full.shape[3], 8, x_full.shape[4], 8)[:, :, ::2, ::4, :, ::4, :]
+            assert torch.equal(small, cells.reshape(b, c, cells.shape[2], -1, cells.shape[5] * 8))
+        assert small.shape[-2:] == (x_trial.shape[-2:] if name == "vace_context"
+                                    else tuple(8 * d for d in x_trial.shape[-2:]))

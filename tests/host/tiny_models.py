@@ -40,6 +40,16 @@ MODEL_KINDS = {
         # a 16-ch all-zero latent is widened to 48 ch by comfy.sample.fix_empty_latent_channels
         ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
         "cross_attn [1, L, 4096] only (48-ch latent, Wan 2.2 5B TI2V layout)", {"double_block": 2}),
+    "wan_vace": ModelKind(
+        "wan_vace", "tiny_wan21_vace.safetensors", "WAN21_Vace", "WAN21_Vace", 16, (1, 16, 3, 8, 8),
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "cross_attn + vace_frames [[1, 32, T, H, W]] + vace_mask [[1, 64, T, H, W]] + vace_strength [1.0] "
+        "(as WanVaceToVideo sets them)", {"double_block": 2}),
+    "wan_camera": ModelKind(
+        "wan_camera", "tiny_wan21_camera.safetensors", "WAN21_Camera", "WAN21_Camera", 16, (1, 16, 3, 8, 8),
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "cross_attn + camera_conditions [1, 24, T, 8H, 8W] (pixel resolution, as WanCameraEmbedding makes it)",
+        {"double_block": 2}),
     "hunyuan": ModelKind(
         "hunyuan", "tiny_hunyuan_video.safetensors", "HunyuanVideo", "HunyuanVideo", 16, (1, 16, 3, 8, 8),
         ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
@@ -68,6 +78,20 @@ def _build_module(kind):
                                        "wan22": (48, 48, "t2v")}[kind]
         net = WanModel(model_type=model_type, patch_size=(1, 2, 2), in_dim=in_dim, dim=128, ffn_dim=256,
                        freq_dim=256, text_dim=4096, out_dim=out_dim, num_heads=1, num_layers=2, **common)
+        return net, None
+    if kind == "wan_vace":
+        from comfy.ldm.wan.model import VaceWanModel
+        # detection: vace_patch_embedding.* -> vace (in_dim 96 = 32 frame + 64 mask channels), vace_blocks.N
+        net = VaceWanModel(model_type="vace", patch_size=(1, 2, 2), in_dim=16, dim=128, ffn_dim=256, freq_dim=256,
+                           text_dim=4096, out_dim=16, num_heads=1, num_layers=2, vace_layers=1, vace_in_dim=96,
+                           **common)
+        return net, None
+    if kind == "wan_camera":
+        from comfy.ldm.wan.model import CameraWanModel
+        # detection: control_adapter.conv.* + img_emb.* -> camera (Wan 2.1 Fun camera, in_dim 32)
+        net = CameraWanModel(model_type="camera", patch_size=(1, 2, 2), in_dim=32, dim=128, ffn_dim=256,
+                             freq_dim=256, text_dim=4096, out_dim=16, num_heads=1, num_layers=2,
+                             in_dim_control_adapter=24, **common)
         return net, None
     if kind == "hunyuan":
         from comfy.ldm.hunyuan_video.model import HunyuanVideo
