@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from ..precisecache_core.families import FAMILIES, BlockSpec, FamilyAdapter
 
-SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B, VACE, camera control), HunyuanVideo (T2V, I2V), "
-                         "LTX-Video (T2V, I2V; not LTX-2)")
+SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B, VACE, Wan 2.1 camera control), HunyuanVideo T2V, "
+                         "LTX-Video (T2V, I2V through noise masks; not keyframe guides for LFCache; not LTX-2)")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,10 @@ def model_support(model_patcher) -> ModelSupport:
     diffusion_model = getattr(base, "diffusion_model", None)
     family_key = _family(diffusion_model) if diffusion_model is not None else None
     model_name = type(base).__name__
+    if family_key is not None and model_name not in FAMILIES[family_key].model_classes:
+        raise UnsupportedModelError(
+            f"PreciseCache does not support the model {model_name} ({FAMILIES[family_key].name} network): this "
+            f"variant is not covered by its tests. Supported: {SUPPORTED_MODELS_TEXT}.")
     if family_key is not None:
         family = FAMILIES[family_key]
         blocks = {(spec.patch_type, i): spec

@@ -3,7 +3,7 @@
 Top panel: the low-frequency difference Δ of each step's trial forward, the accumulated Δ since the
 last computed step, and the skip threshold α·Δmax; skipped steps are shaded green (in both panels).
 Bottom panel: transformer blocks whose cached residual was reused, per step (of the blocks one
-forward has). The title says how many steps were skipped and the estimated speedup; the line below
+forward has). The title says how many steps were skipped and the work saved (counted, not timed); the line below
 it names the model and the settings.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _series(values: list[float], n: int) -> np.ndarray:
 
 def _title(report: RunReport) -> str:
     title = (f"PreciseCache: skipped {len(report.skipped_steps)}/{report.steps} steps, "
-             f"~{report.estimated_speedup:.2f}x estimated speedup")
+             f"~{report.estimated_speedup:.2f}x less work (counted)")
     if report.blocks_reused:
         title += f", {report.blocks_reused} block calls reused"
     if report.interrupted:

@@ -18,7 +18,7 @@ class ReportNode(io.ComfyNode):
             display_name="PreciseCache Report",
             category=CATEGORY,
             description="Shows the report of the latest sampling run made with this PreciseCache model: steps "
-                        "skipped, blocks reused, estimated speedup, cache memory, and a plot per step.",
+                        "skipped, blocks reused, work saved (counted in forwards), wall time, cache memory, and a plot per step.",
             is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The model coming out of LFCache / BlockCache (the one the "

@@ -58,7 +58,8 @@ class RunReport:
                   else "")
         return (f"PreciseCache - skipped {len(self.skipped_steps)}/{self.steps} steps{blocks}, "
                 f"{self.full_forwards} full + {self.trial_forwards} trial forwards "
-                f"({self.estimated_speedup:.2f}x estimated speedup, cache {self.cache_bytes_peak / 2**20:.1f} MiB)")
+                f"({self.estimated_speedup:.2f}x less work counted in forwards, not measured time; "
+                f"cache {self.cache_bytes_peak / 2**20:.1f} MiB)")
 
     def to_text(self) -> str:
         """Multi-line summary for the report node."""

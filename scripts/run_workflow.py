@@ -1,22 +1,36 @@
 #!/usr/bin/env python3
-"""Run a shipped PreciseCache workflow headless on a real ComfyUI, the way users drive it over HTTP.
+"""Run a PreciseCache workflow headless on a real ComfyUI over its HTTP API, as users drive it.
 
-    python3 scripts/run_workflow.py                       # the demo (trained tiny Wan, no downloads)
-    python3 scripts/run_workflow.py workflows/api/X.json  # any API-format workflow
+    python3 scripts/run_workflow.py --install-requirements   # install the pack's needs, run the demo
+    python3 scripts/run_workflow.py                          # the demo (trained tiny Wan, no downloads)
+    python3 scripts/run_workflow.py my_workflow_api.json --user-folders
+    python3 scripts/run_workflow.py my_workflow_api.json --server http://127.0.0.1:8188
 
-ComfyUI is found through COMFYUI_DIR, then ../ComfyUI, then /opt/ComfyUI. The server runs with
-``--base-directory`` set to a folder of ours (default ``./comfy_run``) whose ``custom_nodes/`` links
-to this pack (which lists its own models/ folder, the demo model, to ComfyUI), so the user's own
-ComfyUI folders are never written. Prints the PreciseCache report and where the outputs went.
+Where it runs (one of):
+* default: starts ComfyUI with an isolated demo folder (``--base-directory ./comfy_run``) whose
+  custom_nodes/ links to this pack; your ComfyUI's own folders are neither read nor written;
+* ``--user-folders``: starts your ComfyUI as it is, with its models/, its extra_model_paths.yaml and its
+  outputs, and this pack added to its custom nodes (through an extra paths file);
+* ``--server URL``: submits to a ComfyUI server that is already running (the pack must be installed
+  in it).
+
+ComfyUI is found through ``--comfyui``, COMFYUI_DIR, ../ComfyUI, /opt/ComfyUI; its Python through
+``--python``, COMFYUI_PYTHON, ``<ComfyUI>/venv``, ``<ComfyUI>/.venv``, the portable build's
+python_embeded, else this Python. The device is the GPU when that Python's torch sees one
+(``--device cpu`` forces the CPU). Prints progress per sampler step, the PreciseCache report and
+the paths of the outputs. A model file the workflow names but ComfyUI does not have is listed with
+the folder it belongs in.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,28 +39,63 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORKFLOW = REPO / "workflows" / "api" / "precisecache_demo.json"
+MODEL_FOLDERS = {
+    "unet_name": "diffusion_models", "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras",
+    "clip_name": "text_encoders", "clip_name1": "text_encoders", "clip_name2": "text_encoders",
+    "clip_name3": "text_encoders", "control_net_name": "controlnet", "model_name": "upscale_models",
+}
+"""Loader inputs that name a model file → the ComfyUI models/ folder it belongs in."""
+HOST_MODULES = ("torch", "torchvision", "yaml", "aiohttp", "safetensors")
 
 
-def find_comfyui() -> Path:
-    candidates = [os.environ.get("COMFYUI_DIR"), str(REPO.parent / "ComfyUI"), "/opt/ComfyUI"]
+def find_comfyui(explicit: Path | None) -> Path:
+    candidates = [str(explicit) if explicit else None, os.environ.get("COMFYUI_DIR"),
+                  str(REPO.parent / "ComfyUI"), "/opt/ComfyUI"]
     for path in filter(None, candidates):
         if (Path(path) / "main.py").is_file() and (Path(path) / "comfy").is_dir():
             return Path(path).resolve()
-    sys.exit("No ComfyUI found: set COMFYUI_DIR to a ComfyUI checkout (one holding main.py and comfy/), "
-             "or place it at ../ComfyUI or /opt/ComfyUI.")
+    sys.exit("No ComfyUI found: pass --comfyui DIR or set COMFYUI_DIR to a ComfyUI folder (one holding main.py "
+             "and comfy/), or place it at ../ComfyUI or /opt/ComfyUI.")
 
 
-def prepare_base_dir(base: Path) -> None:
+def find_python(comfy: Path, explicit: Path | None) -> str:
+    """ComfyUI's Python; exits naming it when the chosen one cannot run ComfyUI."""
+    candidates = [str(explicit) if explicit else None, os.environ.get("COMFYUI_PYTHON"),
+                  str(comfy / "venv" / "bin" / "python"), str(comfy / ".venv" / "bin" / "python"),
+                  str(comfy.parent / "python_embeded" / "python.exe"), str(comfy.parent / "python_embeded" / "python")]
+    python = next((p for p in filter(None, candidates) if Path(p).is_file()), sys.executable)
+    probe = "import importlib.util as u, sys; print(','.join(m for m in sys.argv[1:] if u.find_spec(m) is None))"
+    result = subprocess.run([python, "-c", probe, *HOST_MODULES], capture_output=True, text=True)
+    missing = result.stdout.strip()
+    if result.returncode != 0 or missing:
+        sys.exit(f"{python} cannot run ComfyUI (missing: {missing or result.stderr.strip()[-300:]}). Run with "
+                 f"ComfyUI's Python: pass --python /path/to/ComfyUI's/python (or set COMFYUI_PYTHON), or install "
+                 f"ComfyUI's requirements.txt into this one.")
+    return python
+
+
+def has_gpu(python: str) -> bool:
+    probe = "import torch; print(torch.cuda.is_available() or getattr(torch.backends, 'mps', None) is not None " \
+            "and torch.backends.mps.is_available())"
+    result = subprocess.run([python, "-c", probe], capture_output=True, text=True)
+    return result.stdout.strip() == "True"
+
+
+def prepare_demo_dir(base: Path) -> None:
     for sub in ("custom_nodes", "models/diffusion_models", "input", "output", "temp", "user/default"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / "PreciseCache"  # the demo model comes with the pack (models/)
+    link_pack(base / "custom_nodes")
+    settings = base / "user" / "default" / "comfy.settings.json"
+    if not settings.exists():
+        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+
+
+def link_pack(custom_nodes: Path) -> None:
+    link = custom_nodes / "PreciseCache"  # the demo model comes with the pack (models/)
     if link.is_symlink() and link.resolve() != REPO:
         link.unlink()
     if not link.exists():
         link.symlink_to(REPO)
-    settings = base / "user" / "default" / "comfy.settings.json"
-    if not settings.exists():
-        settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))
 
 
 def free_port() -> int:
@@ -62,89 +111,184 @@ def http_json(url: str, payload: dict | None = None, timeout: float = 30.0) -> d
         return json.loads(response.read().decode())
 
 
-def wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"ComfyUI exited during start-up (code {server.returncode}); log tail:\n{tail(log)}")
-        try:
-            http_json(url + "/system_stats", timeout=5)
-            return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.5)
-    sys.exit(f"ComfyUI did not answer within {timeout:.0f} s; log tail:\n{tail(log)}")
-
-
-def tail(path: Path, lines: int = 40) -> str:
+def tail(path: Path | None, lines: int = 40) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path else "(no log)"
     except OSError:
         return "(no log)"
 
 
-def run(workflow: Path, base: Path, timeout: float) -> int:
-    comfy = find_comfyui()
-    prepare_base_dir(base)
-    graph = json.loads(workflow.read_text())
+def explain_rejection(body: str) -> str:
+    """ComfyUI's HTTP 400 answer, with missing model files listed by name and folder."""
+    try:
+        answer = json.loads(body)
+    except json.JSONDecodeError:
+        return body
+    lines = [f"ComfyUI refused the workflow: {answer.get('error', {}).get('message', '')}"]
+    for node_id, node in (answer.get("node_errors") or {}).items():
+        for error in node.get("errors", []):
+            info = error.get("extra_info", {})
+            name = info.get("input_name")
+            if error.get("type") == "value_not_in_list" and name in MODEL_FOLDERS:
+                value = info.get("received_value")
+                lines.append(f"  missing model file '{value}' (node {node_id}, {node.get('class_type')}.{name}): "
+                             f"put it in ComfyUI's models/{MODEL_FOLDERS[name]}/ (or a folder your "
+                             f"extra_model_paths.yaml lists for {MODEL_FOLDERS[name]}), or run with --user-folders "
+                             f"if it is already there")
+            else:
+                lines.append(f"  node {node_id} ({node.get('class_type')}): {error.get('message')}: "
+                             f"{error.get('details', '')}")
+    return "\n".join(lines)
+
+
+class Progress:
+    """Per-step progress read from the server log (ComfyUI's sampler progress bar: '  7/50 [')."""
+
+    pattern = re.compile(r"(\d+)/(\d+) \[")
+
+    def __init__(self, log: Path | None):
+        self.log, self.last = log, None
+
+    def poll(self) -> None:
+        if self.log is None:
+            return
+        text = tail(self.log, 5)
+        found = self.pattern.findall(text.replace("\r", "\n"))
+        if found and found[-1] != self.last:
+            self.last = found[-1]
+            print(f"  step {found[-1][0]}/{found[-1][1]}", flush=True)
+
+
+def submit_and_wait(url: str, graph: dict, timeout: float, server: subprocess.Popen | None,
+                    log: Path | None) -> tuple[int, dict | None]:
+    try:
+        prompt_id = http_json(url + "/prompt", {"prompt": graph, "client_id": str(uuid.uuid4())})["prompt_id"]
+    except urllib.error.HTTPError as error:
+        print(explain_rejection(error.read().decode(errors="replace")), file=sys.stderr)
+        return 2, None
+    started, progress = time.monotonic(), Progress(log)
+    while True:
+        entry = http_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
+            break
+        if time.monotonic() - started > timeout:
+            print(f"timed out after {timeout:.0f} s; log tail:\n{tail(log)}", file=sys.stderr)
+            return 3, None
+        if server is not None and server.poll() is not None:
+            print(f"ComfyUI died; log tail:\n{tail(log)}", file=sys.stderr)
+            return 3, None
+        progress.poll()
+        time.sleep(0.5)
+    status = entry.get("status", {})
+    if status.get("status_str") != "success":
+        errors = [m[1] for m in status.get("messages", []) if m[0] == "execution_error"]
+        for e in errors:
+            print(f"the workflow failed in node {e.get('node_id')} ({e.get('node_type')}): "
+                  f"{e.get('exception_type')}: {e.get('exception_message')}", file=sys.stderr)
+        return 4, None
+    print(f"done in {time.monotonic() - started:.1f} s")
+    return 0, entry
+
+
+def print_outputs(entry: dict, output_root: Path | None) -> None:
+    for node_id, output in entry.get("outputs", {}).items():
+        for text in output.get("text", []):
+            print(f"\n[node {node_id}]\n{text}")
+        for key in ("images", "gifs", "videos", "latents", "animated"):
+            for item in output.get(key, []) if isinstance(output.get(key), list) else []:
+                if not isinstance(item, dict) or "filename" not in item:
+                    continue
+                where = (output_root / item.get("type", "output")) if output_root else Path(item.get("type", "output"))
+                print(f"[node {node_id}] {key[:-1] if key.endswith('s') else key}: "
+                      f"{where / item.get('subfolder', '') / item['filename']}")
+
+
+def start_server(comfy: Path, python: str, args, base: Path | None, extra_paths: Path | None, log: Path):
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = base / "comfyui.log"
-    command = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-               "--disable-auto-launch", "--disable-api-nodes", "--base-directory", str(base)]
-    print(f"ComfyUI: {comfy}\nbase directory: {base}\nworkflow: {workflow}")
+    command = [python, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch"]
+    use_gpu = args.device == "gpu" or (args.device == "auto" and has_gpu(python))
+    if not use_gpu:
+        command.append("--cpu")
+    if base is not None:
+        command += ["--base-directory", str(base), "--disable-api-nodes"]
+    if extra_paths is not None:
+        command += ["--extra-model-paths-config", str(extra_paths)]
+    print(f"ComfyUI: {comfy} (Python {python}, {'GPU' if use_gpu else 'CPU'})")
     with open(log, "w") as log_file:
         server = subprocess.Popen(command, cwd=comfy, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(url, server, log, timeout=120)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"ComfyUI exited during start-up (code {server.returncode}); log {log}:\n{tail(log)}")
         try:
-            prompt_id = http_json(url + "/prompt", {"prompt": graph, "client_id": str(uuid.uuid4())})["prompt_id"]
-        except urllib.error.HTTPError as error:
-            print(f"ComfyUI refused the workflow:\n{error.read().decode(errors='replace')}", file=sys.stderr)
-            return 2
-        started = time.monotonic()
-        while True:
-            entry = http_json(f"{url}/history/{prompt_id}").get(prompt_id)
-            if entry and entry.get("status", {}).get("status_str") in ("success", "error"):
-                break
-            if time.monotonic() - started > timeout:
-                print(f"timed out after {timeout:.0f} s; log tail:\n{tail(log)}", file=sys.stderr)
-                return 3
-            if server.poll() is not None:
-                print(f"ComfyUI died; log tail:\n{tail(log)}", file=sys.stderr)
-                return 3
+            http_json(url + "/system_stats", timeout=5)
+            return server, url
+        except (urllib.error.URLError, ConnectionError, OSError):
             time.sleep(0.5)
-        status = entry.get("status", {})
-        if status.get("status_str") != "success":
-            messages = [m for m in status.get("messages", []) if m[0] == "execution_error"]
-            print(f"the workflow failed: {json.dumps(messages, indent=1)[:4000]}", file=sys.stderr)
-            return 4
-        print(f"done in {time.monotonic() - started:.1f} s")
-        for node_id, output in entry.get("outputs", {}).items():
-            for text in output.get("text", []):
-                print(f"\n[node {node_id}]\n{text}")
-            for image in output.get("images", []):
-                folder = base / image.get("type", "output") / image.get("subfolder", "")
-                print(f"[node {node_id}] image: {folder / image['filename']}")
-        return 0
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    server.terminate()
+    sys.exit(f"ComfyUI did not answer within 180 s; log {log}:\n{tail(log)}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("workflow", nargs="?", type=Path, default=DEFAULT_WORKFLOW,
-                        help="API-format workflow JSON (default: the demo)")
-    parser.add_argument("--base-dir", type=Path, default=REPO / "comfy_run",
-                        help="ComfyUI --base-directory to use (default: ./comfy_run)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the workflow")
+                        help="API-format workflow JSON (default: the shipped demo)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--user-folders", action="store_true",
+                       help="use your ComfyUI's own models, extra_model_paths.yaml and output folders")
+    where.add_argument("--server", metavar="URL", help="submit to a running ComfyUI server instead of starting one")
+    where.add_argument("--demo-dir", type=Path, default=REPO / "comfy_run",
+                       help="isolated base directory for the default mode (default: ./comfy_run)")
+    parser.add_argument("--comfyui", type=Path, help="ComfyUI folder (default: COMFYUI_DIR, ../ComfyUI, /opt/ComfyUI)")
+    parser.add_argument("--python", type=Path, help="ComfyUI's Python (default: found next to ComfyUI)")
+    parser.add_argument("--device", choices=("auto", "gpu", "cpu"), default="auto",
+                        help="auto: the GPU when ComfyUI's torch sees one (default)")
+    parser.add_argument("--install-requirements", action="store_true",
+                        help="first install this pack's requirements.txt into ComfyUI's Python")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the workflow")
     args = parser.parse_args()
     if not args.workflow.is_file():
         sys.exit(f"workflow not found: {args.workflow}")
-    return run(args.workflow.resolve(), args.base_dir.resolve(), args.timeout)
+    graph = json.loads(args.workflow.read_text())
+    if "nodes" in graph and "links" in graph:
+        sys.exit(f"{args.workflow} is a UI-format workflow; export it with 'Export (API)' in ComfyUI, or use the "
+                 f"twin under workflows/api/")
+    print(f"workflow: {args.workflow}")
+    if args.server:
+        code, entry = submit_and_wait(args.server.rstrip("/"), graph, args.timeout, None, None)
+        if entry:
+            print_outputs(entry, None)
+        return code
+    comfy = find_comfyui(args.comfyui)
+    python = find_python(comfy, args.python)
+    if args.install_requirements:
+        subprocess.run([python, "-m", "pip", "install", "-q", "-r", str(REPO / "requirements.txt")], check=True)
+    with tempfile.TemporaryDirectory(prefix="precisecache_run_") as scratch:
+        if args.user_folders:
+            nodes_dir = Path(scratch) / "custom_nodes"
+            nodes_dir.mkdir()
+            link_pack(nodes_dir)
+            extra = Path(scratch) / "precisecache_paths.yaml"
+            extra.write_text(f"precisecache:\n    base_path: {REPO}\n    custom_nodes: {nodes_dir}\n")
+            base, output_root, log = None, comfy, Path(scratch) / "comfyui.log"
+        else:
+            base = args.demo_dir.resolve()
+            prepare_demo_dir(base)
+            extra, output_root, log = None, base, base / "comfyui.log"
+        server, url = start_server(comfy, python, args, base, extra, log)
+        try:
+            code, entry = submit_and_wait(url, graph, args.timeout, server, log)
+            if entry:
+                print_outputs(entry, output_root)
+            return code
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 if __name__ == "__main__":

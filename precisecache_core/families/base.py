@@ -62,6 +62,8 @@ class FamilyAdapter:
     """Everything generic code needs to know about one model family (see module doc)."""
 
     name: str
+    model_classes: tuple[str, ...]
+    """ComfyUI ``model_base`` classes of this family that the test suite covers; others are refused."""
     blocks: tuple[BlockSpec, ...]
     forward_args: tuple[str, ...]
     """Names of the positional arguments of the family's ``DIFFUSION_MODEL`` wrapper call."""

@@ -1,4 +1,4 @@
-"""HunyuanVideo (T2V, I2V, 1.5) in ComfyUI 0.8.
+"""HunyuanVideo T2V in ComfyUI 0.8 (I2V, SkyReels I2V and 1.5 share the network but are not tested: refused).
 
 ``comfy/ldm/hunyuan_video/model.py``: ``forward(x, timestep, context, y, txt_byt5, clip_fea,
 guidance, attention_mask, guiding_frame_index, ref_latent, disable_time_r, control,
@@ -13,6 +13,7 @@ ControlNet hints in ``control`` (added to the image tokens, token grid).
 from .base import KEEP, LATENT, OPTIONS, TIMESTEP, TOKEN_HINTS, BlockSpec, FamilyAdapter
 
 HUNYUAN = FamilyAdapter(
+    model_classes=("HunyuanVideo",),
     name="HunyuanVideo",
     blocks=(BlockSpec("double_block", "double_blocks", ("img", "txt"), in_place=True),
             BlockSpec("single_block", "single_blocks", ("img",), in_place=True)),

@@ -13,6 +13,7 @@ frames, appended after the video's frames with their own pixel coordinates) refu
 from .base import KEEP, LATENT, OPTIONS, TIMESTEP, BlockSpec, FamilyAdapter
 
 LTXV = FamilyAdapter(
+    model_classes=("LTXV",),
     name="LTX-Video",
     blocks=(BlockSpec("double_block", "transformer_blocks", ("img",), in_place=True),),
     forward_args=("x", "timestep", "context", "attention_mask", "frame_rate", "transformer_options",

@@ -13,6 +13,7 @@ channels), ``time_dim_concat`` (frames appended on T), ``reference_latent`` ([B,
 from .base import KEEP, LATENT, OPTIONS, PIXELS, STACKED_LATENT, TIMESTEP, BlockSpec, FamilyAdapter
 
 WAN = FamilyAdapter(
+    model_classes=("WAN21", "WAN22", "WAN21_Vace", "WAN21_Camera"),
     name="Wan",
     blocks=(BlockSpec("double_block", "blocks", ("img",), in_place=False),),
     forward_args=("x", "timestep", "context", "clip_fea", "time_dim_concat", "transformer_options"),

@@ -145,6 +145,19 @@ def test_audio_video_variants_are_refused_by_name(ready):
         with_blockcache(comfy, fake)
 
 
+@pytest.mark.parametrize("variant", ["HunyuanVideoI2V", "HunyuanVideo15", "HunyuanImage21"])
+def test_untested_variants_of_a_supported_network_are_refused_by_name(ready, variant):
+    """Same HunyuanVideo network, other ComfyUI model classes: not covered by the tests, refused."""
+    comfy, _ = ready
+    import comfy.model_base as mb
+
+    model = comfy.load_model("hunyuan")
+    fake = _model_around(model, getattr(mb, variant), model.model.diffusion_model)
+    with pytest.raises(ValueError, match=rf"does not support the model {variant} \(HunyuanVideo network\): "
+                                         rf"this variant is not covered"):
+        with_lfcache(comfy, fake)
+
+
 def test_one_decision_per_step_when_cond_and_uncond_run_as_separate_calls(ready):
     """Text lengths 7 and 11 cannot be batched (ComfyUI pads at most 4x), so each step makes two
     denoiser calls: one trial per step, both calls follow the step's decision."""
