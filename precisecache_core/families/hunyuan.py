@@ -1,4 +1,5 @@
-"""HunyuanVideo T2V in ComfyUI 0.8 (I2V, SkyReels I2V and 1.5 share the network but are not tested: refused).
+"""HunyuanVideo T2V, I2V and SkyReels I2V in ComfyUI 0.8 (1.5 shares the network but is not tested:
+refused).
 
 ``comfy/ldm/hunyuan_video/model.py``: ``forward(x, timestep, context, y, txt_byt5, clip_fea,
 guidance, attention_mask, guiding_frame_index, ref_latent, disable_time_r, control,
@@ -7,13 +8,13 @@ inputs **in place** (``img += …``, ``txt += …``, single blocks ``x += …``)
 tensors. Double block args: ``img`` [B, N, D] and ``txt`` [B, L, D], both returned; single blocks:
 ``img`` = text and image tokens concatenated.
 
-Inputs aligned with the latent: ``x``, ``ref_latent`` (I2V's reference frames, [B, C, T', H, W]),
+Inputs aligned with the latent: ``x`` (I2V's image and mask are concatenated on its channels), ``ref_latent`` (I2V's reference frames, [B, C, T', H, W]),
 ControlNet hints in ``control`` (added to the image tokens, token grid).
 """
 from .base import KEEP, LATENT, OPTIONS, TIMESTEP, TOKEN_HINTS, BlockSpec, FamilyAdapter
 
 HUNYUAN = FamilyAdapter(
-    model_classes=("HunyuanVideo",),
+    model_classes=("HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V"),
     name="HunyuanVideo",
     blocks=(BlockSpec("double_block", "double_blocks", ("img", "txt"), in_place=True),
             BlockSpec("single_block", "single_blocks", ("img",), in_place=True)),

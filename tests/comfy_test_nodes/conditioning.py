@@ -6,7 +6,8 @@ lazily and only for the Wan I2V clip-vision output object.
 """
 import torch
 
-MODEL_KINDS = ("wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "ltxv")
+MODEL_KINDS = ("wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "hunyuan_i2v", "hunyuan_skyreels",
+               "ltxv")
 VARIANTS = ("positive", "negative")
 
 # Widths fixed by the real architectures (and used by the tiny models):
@@ -55,9 +56,16 @@ def make_conditioning(kind, seed=0, length=8, width=TEXT_WIDTH, variant="positiv
     elif kind == "wan_camera" and latent_shape is not None:
         _, _, t, h, w = latent_shape
         extras["camera_conditions"] = torch.randn((1, 24, t, 8 * h, 8 * w), generator=g_side)
-    elif kind == "hunyuan":
+    elif kind in ("hunyuan", "hunyuan_i2v", "hunyuan_skyreels"):
         extras["pooled_output"] = torch.randn((1, HUNYUAN_POOLED_WIDTH), generator=g_side)
         extras["guidance"] = 6.0
+        if kind != "hunyuan" and latent_shape is not None:
+            _, _, t, h, w = latent_shape
+            extras["concat_latent_image"] = torch.randn((1, 16, t, h, w), generator=g_side)
+            if kind == "hunyuan_i2v":
+                mask = torch.ones((1, 1, t, h, w))
+                mask[:, :, :1] = 0.0
+                extras["concat_mask"] = mask
     elif kind == "ltxv":
         extras["attention_mask"] = torch.ones((1, int(length)), dtype=torch.long)
         extras["frame_rate"] = 25.0

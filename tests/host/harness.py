@@ -227,7 +227,7 @@ def sample_graph(kind, seed=0, steps=4, cfg=1.0, sampler="euler", scheduler="sim
     g[ids["latent"]] = {"class_type": latent_class, "inputs": dict(latent_inputs)}
     for role in ("positive", "negative"):
         inputs = {"model_kind": kind, "seed": cond_seed, "length": text_length, "width": 4096, "variant": role}
-        if kind in ("wan_i2v", "wan_vace", "wan_camera"):
+        if kind in ("wan_i2v", "wan_vace", "wan_camera", "hunyuan_i2v", "hunyuan_skyreels"):
             inputs["latent"] = [ids["latent"], 0]
         g[ids[role]] = {"class_type": "PreciseCacheTestConditioning", "inputs": inputs}
     g[ids["sampler"]] = {"class_type": "KSampler", "inputs": {

@@ -14,7 +14,7 @@ import torch
 
 from cache_helpers import assert_same, latest_report, pack_module, with_blockcache, with_lfcache
 
-KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "ltxv"]
+KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "hunyuan_i2v", "hunyuan_skyreels", "ltxv"]
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,16 @@ MODEL_KINDS = {
         ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
         "cross_attn [1, L, 4096] + pooled_output [1, 768] (required) + guidance (float, default 6.0)",
         {"double_block": 2, "single_block": 2}),
+    "hunyuan_i2v": ModelKind(
+        "hunyuan_i2v", "tiny_hunyuan_video_i2v.safetensors", "HunyuanVideoI2V", "HunyuanVideoI2V", 16,
+        (1, 16, 3, 8, 8), ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "as hunyuan + concat_latent_image [1, 16, T, H, W] + concat_mask (HunyuanImageToVideo's "
+        "concat mode)", {"double_block": 2, "single_block": 2}),
+    "hunyuan_skyreels": ModelKind(
+        "hunyuan_skyreels", "tiny_hunyuan_video_skyreels_i2v.safetensors", "HunyuanVideoSkyreelsI2V",
+        "HunyuanVideoSkyreelsI2V", 16, (1, 16, 3, 8, 8),
+        ("EmptyHunyuanLatentVideo", {"width": 64, "height": 64, "length": 9, "batch_size": 1}),
+        "as hunyuan + concat_latent_image [1, 16, T, H, W]", {"double_block": 2, "single_block": 2}),
     "ltxv": ModelKind(
         "ltxv", "tiny_ltxv.safetensors", "LTXV", "LTXV", 128, (1, 128, 2, 4, 4),
         ("EmptyLTXVLatentVideo", {"width": 128, "height": 128, "length": 9, "batch_size": 1}),
@@ -93,11 +103,13 @@ def _build_module(kind):
                              freq_dim=256, text_dim=4096, out_dim=16, num_heads=1, num_layers=2,
                              in_dim_control_adapter=24, **common)
         return net, None
-    if kind == "hunyuan":
+    if kind in ("hunyuan", "hunyuan_i2v", "hunyuan_skyreels"):
         from comfy.ldm.hunyuan_video.model import HunyuanVideo
         # detection: hidden = img_in width, heads = hidden // 128, axes_dim [16, 56, 56] (sum 128);
         # vector_in.* -> vec_in_dim 768; guidance_in.* -> guidance_embed
-        net = HunyuanVideo(image_model="hunyuan_video", in_channels=16, out_channels=16, vec_in_dim=768,
+        # in_channels 33 -> HunyuanVideoI2V (latent + image + mask), 32 -> SkyReels I2V (latent + image)
+        in_channels = {"hunyuan": 16, "hunyuan_i2v": 33, "hunyuan_skyreels": 32}[kind]
+        net = HunyuanVideo(image_model="hunyuan_video", in_channels=in_channels, out_channels=16, vec_in_dim=768,
                            context_in_dim=4096, hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=2,
                            depth_single_blocks=2, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2],
                            qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
