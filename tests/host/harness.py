@@ -68,6 +68,7 @@ sampling shift: Wan 8, Hunyuan 7, LTXV 2.37):
   wan22    WAN22_T2V    48-ch latent (1,48,3,8,8)  cross_attn (5B TI2V layout: in/out dim 48)
   wan_vace WAN21_Vace   16-ch latent               + vace_frames / vace_mask / vace_strength (as WanVaceToVideo)
   wan_camera WAN21_Camera 16-ch latent             + camera_conditions [1, 24, T, 8H, 8W] (pixel resolution)
+  hunyuan_i2v / hunyuan_skyreels  HunyuanVideoI2V (in 33) / HunyuanVideoSkyreelsI2V (in 32) + concat_latent_image
   hunyuan  HunyuanVideo 16-ch latent               + pooled_output [1,768] (required) + guidance
   ltxv     LTXV         128-ch latent (1,128,2,4,4) + attention_mask [1,L] torch.long (required)
 
