@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import deque
-from typing import Any
 
 import torch
 
@@ -240,14 +239,14 @@ def _finish_run(run: PreciseCacheRun, setup: PreciseCacheSetup, interrupted: boo
         log.warning("PreciseCache - %s", note)
 
 
-def _transformer_options(args: tuple, kwargs: dict) -> tuple[dict | None, Any]:
-    """Find the per-call ``transformer_options`` dict and where it sits (kwarg name or arg index)."""
+def _transformer_options(args: tuple, kwargs: dict) -> dict | None:
+    """Find the per-call ``transformer_options`` dict (a keyword, or the last positional dict holding it)."""
     if isinstance(kwargs.get("transformer_options"), dict):
-        return kwargs["transformer_options"], "transformer_options"
-    for i in range(len(args) - 1, 0, -1):
-        if isinstance(args[i], dict) and ("sigmas" in args[i] or RUN_KEY in args[i]):
-            return args[i], i
-    return None, None
+        return kwargs["transformer_options"]
+    for value in reversed(args[1:]):
+        if isinstance(value, dict) and ("sigmas" in value or RUN_KEY in value):
+            return value
+    return None
 
 
 def sampler_sample_wrapper(executor, *args, **kwargs):
@@ -279,7 +278,7 @@ def _trial_options(options: dict) -> dict:
 
 def diffusion_model_wrapper(executor, *args, **kwargs):
     """One denoiser call: trial + decision at a step's first call, reuse or compute."""
-    options, _ = _transformer_options(args, kwargs)
+    options = _transformer_options(args, kwargs)
     run: PreciseCacheRun | None = options.get(RUN_KEY) if options is not None else None
     if run is None or options.get(TRIAL_KEY) or "sigmas" not in options:
         return executor(*args, **kwargs)

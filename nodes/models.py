@@ -58,12 +58,12 @@ def model_support(model_patcher) -> ModelSupport:
     diffusion_model = getattr(base, "diffusion_model", None)
     family_key = _family(diffusion_model) if diffusion_model is not None else None
     model_name = type(base).__name__
-    if family_key is not None and model_name not in FAMILIES[family_key].model_classes:
-        raise UnsupportedModelError(
-            f"PreciseCache does not support the model {model_name} ({FAMILIES[family_key].name} network): this "
-            f"variant is not covered by its tests. Supported: {SUPPORTED_MODELS_TEXT}.")
     if family_key is not None:
         family = FAMILIES[family_key]
+        if model_name not in family.model_classes:
+            raise UnsupportedModelError(
+                f"PreciseCache does not support the model {model_name} ({family.name} network): this "
+                f"variant is not covered by its tests. Supported: {SUPPORTED_MODELS_TEXT}.")
         blocks = {(spec.patch_type, i): spec
                   for spec in family.blocks for i in range(len(getattr(diffusion_model, spec.module_list)))}
         return ModelSupport(f"{model_name} ({family.name})", family, blocks)

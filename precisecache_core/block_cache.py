@@ -160,13 +160,14 @@ class BlockResidualCache:
 
     def _record(self, state: _SlotBlocks, block: BlockKey, args: BlockArgs, out: dict,
                 snapshot: dict | None) -> None:
-        """Store D^j = F^j − F^{j-1} for every tensor the block returned, and the block's score."""
-        if snapshot is not None:
-            before = {name: buf for name, (buf, _) in snapshot.items()}
-            norms = {name: n for name, (_, n) in snapshot.items()}
-        else:
-            before = {name: v for name, v in args.items() if isinstance(v, torch.Tensor)}
-            norms = {}
+        """Store D^j = F^j − F^{j-1} for every tensor the block returned, and the block's score.
+
+        F^{j-1} is the snapshot (in-place blocks) or ``args`` as it still is. The residual is
+        written straight into its buffer when both live on one device; otherwise (CPU-located
+        buffers) it is formed on the block's device, where its norm is taken, then copied out
+        (stream-ordered: the host never reads a buffer still being filled)."""
+        before = ({name: buf for name, (buf, _) in snapshot.items()} if snapshot is not None
+                  else {name: v for name, v in args.items() if isinstance(v, torch.Tensor)})
         usable = all(isinstance(value, torch.Tensor) and isinstance(before.get(name), torch.Tensor)
                      and before[name].shape == value.shape for name, value in out.items())
         if not out or not usable:
@@ -175,21 +176,20 @@ class BlockResidualCache:
         score = None
         for name, value in out.items():
             if snapshot is not None:
-                buf = before[name]
-                torch.sub(value.to(buf.device, non_blocking=True), buf, out=buf)  # buf: F^{j-1} -> D^j
-                input_norm = norms[name]
+                buf, input_norm = snapshot[name]
             else:
                 buf = self._buffer(state, (block, name), value)
                 if buf is None:
                     self._drop_block(state, block)
                     return
                 input_norm = norm32(before[name])
-                if buf.device == value.device:
-                    torch.sub(value, before[name], out=buf)  # straight into the buffer: no temporary
-                else:
-                    buf.copy_(value - before[name], non_blocking=True)
+            if buf.device == value.device:
+                diff = torch.sub(value, before[name], out=buf)  # in place when before[name] is buf
+            else:
+                diff = value - before[name].to(value.device, non_blocking=True)
+                buf.copy_(diff, non_blocking=True)
             if name == "img" or score is None:
-                score = residual_score(norm32(buf).to(input_norm.device), input_norm, self.config.ranking)
+                score = residual_score(norm32(diff), input_norm, self.config.ranking)
         state.scores[block] = score
 
     def _drop_block(self, state: _SlotBlocks, block: BlockKey) -> None:

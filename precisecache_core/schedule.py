@@ -59,7 +59,7 @@ class StepClock:
             return max(0, bisect_right(self._negated_step_sigmas, -threshold) - 1)
         best = 0
         for i, s in enumerate(self.sigmas[:-1] if len(self.sigmas) > 1 else self.sigmas):
-            if s >= sigma * (1.0 - _REL_TOL) - 1e-12:
+            if s >= threshold:
                 best = i
             else:
                 break

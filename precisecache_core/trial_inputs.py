@@ -86,7 +86,7 @@ def pool_latent_like(v: torch.Tensor, latent_shape: tuple[int, ...], factors: Fa
     if v.dim() not in (4, 5) or tuple(v.shape[-2:]) != tuple(latent_shape[-2:]):
         raise TrialInputError(f"'{name}' has shape {tuple(v.shape)}, not on the latent's grid "
                               f"{tuple(latent_shape[-2:])} (latent {tuple(latent_shape)})")
-    return pool(v, factors if v.dim() == 5 else (1, factors[1], factors[2]), operator)
+    return pool(v, factors, operator)  # a 4-D tensor is pooled on H and W only
 
 
 def _pool_hints(hints: Any, latent_shape, factors, patch_size, operator, name: str) -> Any:
@@ -149,17 +149,15 @@ def trial_call(adapter: FamilyAdapter, args: tuple, kwargs: dict, factors: Facto
     Positional arguments are named by ``adapter.forward_args``; ``trial_options`` replaces the
     ``transformer_options`` argument. Raises :class:`TrialInputError`.
     """
-    x = args[0]
-    shape = tuple(x.shape)
+    shape = tuple(args[0].shape)
     names = adapter.forward_args
     if len(args) > len(names):
         raise TrialInputError(f"{adapter.name} forward got {len(args)} positional inputs, its adapter names "
                               f"{len(names)} ({', '.join(names)})")
-    new_args = [pool(x, factors if x.dim() == 5 else (1, factors[1], factors[2]), operator)]
-    for name, value in zip(names[1:], args[1:]):
-        new_args.append(trial_options if adapter.rule(name) == OPTIONS
-                        else trial_value(adapter, name, value, shape, factors, operator))
-    new_kwargs = {name: (trial_options if adapter.rule(name) == OPTIONS
-                         else trial_value(adapter, name, value, shape, factors, operator))
-                  for name, value in kwargs.items()}
-    return tuple(new_args), new_kwargs
+
+    def small(name: str, value: Any) -> Any:
+        return trial_options if adapter.rule(name) == OPTIONS else \
+            trial_value(adapter, name, value, shape, factors, operator)
+
+    return (tuple(small(name, value) for name, value in zip(names, args)),
+            {name: small(name, value) for name, value in kwargs.items()})

@@ -707,7 +707,7 @@ def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(
     input_std: dict[str, list[float]] = {name: [] for name in operators}
 
     def wrapper(executor, *args, **kwargs):
-        options, _ = bench.hooks._transformer_options(args, kwargs)
+        options = bench.hooks._transformer_options(args, kwargs)
         full = executor(*args, **kwargs)
         trials = {}
         for name in operators:
@@ -784,7 +784,7 @@ def measure_overhead(bench: Bench, sizes: list[int], frames: int, cfg_scale: flo
         trial_key = bench.hooks.TRIAL_KEY
 
         def inner_wrapper(executor, *args, **kwargs):
-            options, _ = bench.hooks._transformer_options(args, kwargs)
+            options = bench.hooks._transformer_options(args, kwargs)
             t0 = time.perf_counter()
             r = executor(*args, **kwargs)
             inner.append((bool(options and options.get(trial_key)), time.perf_counter() - t0))
