@@ -13,6 +13,10 @@ Each other input follows the rule its family adapter declares (:mod:`families.ba
 * ``KEEP``            unchanged.
 
 Anything the rules cannot place raises :class:`TrialInputError` naming the input and its shape.
+
+One CFG stream of a batched call: :func:`select_stream` slices every input the family declares
+batched per stream (all but its ``shared_inputs``) to one stream's chunk of dim 0, recursing into
+dicts, lists and tuples (ControlNet hints); :func:`cond_index` tells which chunk is the cond.
 """
 from __future__ import annotations
 
@@ -161,3 +165,90 @@ def trial_call(adapter: FamilyAdapter, args: tuple, kwargs: dict, factors: Facto
 
     return (tuple(small(name, value) for name, value in zip(names, args)),
             {name: small(name, value) for name, value in kwargs.items()})
+
+
+# -- one CFG stream of a batched call -------------------------------------------------------------
+def cond_index(cond_or_uncond) -> int | None:
+    """Chunk index of the cond stream in a batched call: the first position of 0 in
+    ``transformer_options["cond_or_uncond"]`` (0 = cond, 1 = uncond), or None when the call holds
+    no cond (e.g. an uncond-only call, or ``cond_or_uncond`` missing)."""
+    for i, entry in enumerate(cond_or_uncond or ()):
+        if entry == 0:
+            return i
+    return None
+
+
+def _has_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return any(_has_tensor(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_tensor(v) for v in value)
+    return False
+
+
+def _chunk(value: Any, stream_count: int, index: int, name: str) -> Any:
+    """``value``'s chunk ``index`` of ``stream_count`` equal chunks along dim 0, through dicts/lists/tuples."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return value  # a scalar: the same for every stream
+        size = value.shape[0]
+        if size % stream_count:
+            raise TrialInputError(f"'{name}' has batch size {size} (shape {tuple(value.shape)}), which does not "
+                                  f"divide into {stream_count} CFG streams")
+        step = size // stream_count
+        return value.narrow(0, index * step, step)
+    if isinstance(value, dict):
+        return {k: _chunk(v, stream_count, index, name) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_chunk(v, stream_count, index, name) for v in value)
+    return value  # None, numbers, strings: the same for every stream
+
+
+def _stream_options(options: Any, stream_count: int, index: int) -> Any:
+    """A shallow copy of ``transformer_options`` whose per-stream lists describe the one stream."""
+    if not isinstance(options, dict):
+        return options
+    out = dict(options)
+    for key in ("cond_or_uncond", "uuids"):
+        entries = options.get(key)
+        if isinstance(entries, (list, tuple)) and len(entries) == stream_count:
+            out[key] = [entries[index]]
+    return out
+
+
+def select_stream(adapter: FamilyAdapter, args: tuple, kwargs: dict, stream_count: int,
+                  index: int) -> tuple[tuple, dict]:
+    """The inputs of a ``DIFFUSION_MODEL`` call ``(args, kwargs)`` for CFG stream ``index`` alone.
+
+    ``stream_count`` = ``len(transformer_options["cond_or_uncond"])``. Every input the family does not
+    declare shared (``adapter.shared_inputs``) is cut to its ``index``-th of ``stream_count`` equal
+    chunks along dim 0 (views, no copies), tensors nested in dicts, lists and tuples too; shared inputs
+    are passed as they are, except ``transformer_options``, which becomes a shallow copy with
+    ``cond_or_uncond`` and ``uuids`` narrowed to the one stream. Positional inputs are named by
+    ``adapter.forward_args``. Pure: the inputs are not modified.
+
+    Raises :class:`TrialInputError` naming the input when its batch size does not divide into
+    ``stream_count`` chunks, or when a tensor input is one the adapter does not know.
+    """
+    if stream_count < 1 or not 0 <= index < stream_count:
+        raise ValueError(f"stream index {index} out of range for {stream_count} streams")
+    names = adapter.forward_args
+    if len(args) > len(names):
+        raise TrialInputError(f"{adapter.name} forward got {len(args)} positional inputs, its adapter names "
+                              f"{len(names)} ({', '.join(names)})")
+
+    def one(name: str, value: Any) -> Any:
+        batched = adapter.batched_per_stream(name)
+        if batched is None:
+            if _has_tensor(value):
+                raise TrialInputError(f"'{name}' is an input {adapter.name}'s adapter does not know: it cannot "
+                                      f"tell whether it is batched per CFG stream")
+            return value
+        if not batched:
+            return _stream_options(value, stream_count, index) if adapter.rule(name) == OPTIONS else value
+        return _chunk(value, stream_count, index, name)
+
+    return (tuple(one(name, value) for name, value in zip(names, args)),
+            {name: one(name, value) for name, value in kwargs.items()})

@@ -10,7 +10,16 @@ A :class:`FamilyAdapter` is pure data, one per model family (``wan.py``, ``hunyu
 * the names of the positional arguments the ``DIFFUSION_MODEL`` wrapper receives;
 * for every forward input, how the trial makes it small (a :data:`TrialRule`), so the trial's
   inputs stay aligned with its downsampled latent. An input with no rule refuses the trial, by
-  name, before sampling.
+  name, before sampling;
+* which forward inputs are **shared by the CFG streams** of a batched call (``shared_inputs``).
+  ComfyUI's ``calc_cond_batch`` runs cond and uncond in one call: ``transformer_options
+  ["cond_or_uncond"]`` lists one entry per stream (0 = cond, 1 = uncond), and every input built
+  from a ``CONDRegular`` / ``CONDCrossAttn`` / ``CONDNoiseShape`` / ``CONDList`` cond (and ``x``,
+  the timestep, ControlNet hints) is the concatenation of one equal chunk per stream along dim 0.
+  ``CONDConstant`` conds (LTX-Video's ``frame_rate``, Wan VACE's ``vace_strength``, HunyuanVideo's
+  ``disable_time_r``) and ``transformer_options`` are passed once for all streams. Every input with
+  a trial rule that is not in ``shared_inputs`` is batched per stream (see
+  :func:`..trial_inputs.select_stream`).
 """
 from __future__ import annotations
 
@@ -75,6 +84,11 @@ class FamilyAdapter:
     """Pixels per latent cell along H and W, for :data:`PIXELS` inputs."""
     not_for_trial: Mapping[str, str] = field(default_factory=dict)
     """Inputs known to exist but that the trial cannot reproduce at low resolution: name → why."""
+    shared_inputs: frozenset[str] = frozenset({"transformer_options"})
+    """Forward inputs passed once for all CFG streams of a batched call (``CONDConstant`` conds,
+    ``transformer_options``). Every other input with a trial rule is batched per stream: its dim 0,
+    and that of every tensor nested in it (ControlNet hint lists, ``CONDList`` lists), is the
+    concatenation of one equal chunk per entry of ``cond_or_uncond``."""
 
     def __post_init__(self) -> None:
         bad = {k: v for k, v in self.trial_rules.items() if v not in TRIAL_RULES}
@@ -83,9 +97,18 @@ class FamilyAdapter:
         missing = [a for a in self.forward_args if a not in self.trial_rules]
         if missing:
             raise ValueError(f"{self.name}: positional forward args without a trial rule: {missing}")
+        unknown = sorted(n for n in self.shared_inputs if n not in self.trial_rules)
+        if unknown:
+            raise ValueError(f"{self.name}: shared inputs without a trial rule: {unknown}")
 
     def rule(self, name: str) -> str | None:
         return self.trial_rules.get(name)
+
+    def batched_per_stream(self, name: str) -> bool | None:
+        """True: dim 0 holds one chunk per CFG stream; False: shared by all streams; None: unknown input."""
+        if name not in self.trial_rules:
+            return None
+        return name not in self.shared_inputs
 
     def refused_trial_inputs(self, names) -> list[str]:
         """Human-readable reasons for every input in ``names`` the trial cannot make small."""

@@ -10,6 +10,10 @@ tensors. Double block args: ``img`` [B, N, D] and ``txt`` [B, L, D], both return
 
 Inputs aligned with the latent: ``x`` (I2V's image and mask are concatenated on its channels), ``ref_latent`` (I2V's reference frames, [B, C, T', H, W]),
 ControlNet hints in ``control`` (added to the image tokens, token grid).
+
+CFG streams: every input is batched per stream, ``guidance`` and ``guiding_frame_index`` too (each a
+``CONDRegular`` of a one-element tensor, repeated to the batch: [B]), except ``disable_time_r`` (a
+``CONDConstant`` bool) and ``transformer_options``.
 """
 from .base import KEEP, LATENT, OPTIONS, TIMESTEP, TOKEN_HINTS, BlockSpec, FamilyAdapter
 
@@ -26,4 +30,5 @@ HUNYUAN = FamilyAdapter(
         "disable_time_r": KEEP, "control": TOKEN_HINTS, "transformer_options": OPTIONS,
     },
     patch_size=(1, 2, 2),
+    shared_inputs=frozenset({"transformer_options", "disable_time_r"}),
 )

@@ -9,6 +9,10 @@ Patch size 1: one token per latent cell. With a noise mask (image-to-video), ``L
 gives one timestep per token, [B, N, 1], which the trial pools on the token grid exactly as the
 model itself would compute it from the pooled mask. ``keyframe_idxs`` (LTXVAddGuide's guide
 frames, appended after the video's frames with their own pixel coordinates) refuse the trial.
+
+CFG streams: ``x``, ``timestep``, ``context``, ``attention_mask`` (the text mask, [B, L]),
+``denoise_mask`` and ``keyframe_idxs`` ([B, 3, N_guide, 2], a ``CONDRegular``) are batched per
+stream; ``frame_rate`` (a ``CONDConstant``) and ``transformer_options`` are shared.
 """
 from .base import KEEP, LATENT, OPTIONS, TIMESTEP, BlockSpec, FamilyAdapter
 
@@ -23,6 +27,7 @@ LTXV = FamilyAdapter(
         "transformer_options": OPTIONS, "keyframe_idxs": KEEP, "denoise_mask": LATENT, "control": KEEP,
     },
     patch_size=(1, 1, 1),
+    shared_inputs=frozenset({"transformer_options", "frame_rate"}),
     not_for_trial={"keyframe_idxs": "LTXVAddGuide's guide frames carry their own pixel coordinates, "
                                     "which a downsampled trial cannot reproduce"},
 )

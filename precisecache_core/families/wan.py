@@ -9,6 +9,9 @@ channels), ``time_dim_concat`` (frames appended on T), ``reference_latent`` ([B,
 [B, C, T, H, W]), ``denoise_mask`` (Wan 2.2 TI2V), ``vace_context`` ([B, n, 96, T, H, W]),
 ``camera_conditions`` ([B, 24, T, 8H, 8W], pixel resolution) and the per-frame ``timestep``
 [B, T] that Wan 2.2 builds from a noise mask. Wan's network never reads ``control``.
+
+CFG streams: every input is batched per stream (``CONDRegular`` conds) except ``vace_strength``
+(a ``CONDConstant`` list, one strength per VACE input) and ``transformer_options``.
 """
 from .base import KEEP, LATENT, OPTIONS, PIXELS, STACKED_LATENT, TIMESTEP, BlockSpec, FamilyAdapter
 
@@ -24,4 +27,5 @@ WAN = FamilyAdapter(
     },
     patch_size=(1, 2, 2),
     pixel_scale=8,
+    shared_inputs=frozenset({"transformer_options", "vace_strength"}),
 )

@@ -6,8 +6,8 @@ import torch
 
 from precisecache_core.families import FAMILIES, HUNYUAN, LTXV, WAN
 from precisecache_core.trial import pool
-from precisecache_core.trial_inputs import (TrialInputError, pool_on_grid, pool_pixels, pool_timestep, token_grid,
-                                            trial_call)
+from precisecache_core.trial_inputs import (TrialInputError, cond_index, pool_on_grid, pool_pixels, pool_timestep,
+                                            select_stream, token_grid, trial_call)
 
 F = (2, 4, 4)
 
@@ -138,3 +138,97 @@ def test_every_family_declares_its_blocks():
         assert family.blocks and all(b.tensors and b.tensors[0] == "img" for b in family.blocks)
         assert family.forward_args[0] == "x" and "transformer_options" in family.forward_args
     assert not WAN.blocks[0].in_place and all(b.in_place for b in HUNYUAN.blocks + LTXV.blocks)
+
+
+# -- one CFG stream of a batched call -------------------------------------------------------------
+def test_cond_index_finds_the_cond_chunk():
+    assert cond_index([1, 0]) == 1
+    assert cond_index([0, 1]) == 0
+    assert cond_index([0, 0, 1]) == 0
+    assert cond_index([1]) is None
+    assert cond_index([]) is None and cond_index(None) is None
+
+
+def _streams(*per_stream):
+    """The batched tensor ComfyUI's calc_cond_batch makes: per-stream tensors concatenated on dim 0."""
+    return torch.cat(per_stream)
+
+
+def test_select_stream_wan_takes_each_batched_input_chunk_and_keeps_shared_ones():
+    g = torch.Generator().manual_seed(0)
+    b = 2  # two samples per stream: the chunk is [b·i, b·(i+1)), never interleaved
+
+    def per(*shape):
+        return [torch.randn(b, *shape, generator=g) for _ in range(2)]
+
+    x, ctx, vace, cam, tdc = per(16, 3, 8, 8), per(7, 4096), per(3, 96, 3, 8, 8), per(24, 3, 64, 64), per(16, 1, 8, 8)
+    t = [torch.tensor([500.0, 500.0]), torch.tensor([500.0, 500.0])]
+    t_frames = per(3)  # Wan 2.2's per-frame timestep [B, T]
+    options = {"sigmas": torch.tensor([0.5]), "cond_or_uncond": [1, 0], "uuids": ["u", "c"], "other": 3}
+    strength = [1.0, 0.5]
+    args = (_streams(*x), _streams(*t_frames), _streams(*ctx), None, _streams(*tdc), options)
+    kwargs = {"vace_context": _streams(*vace), "vace_strength": strength, "camera_conditions": _streams(*cam),
+              "control": None, "reference_latent": _streams(*per(16, 8, 8))}
+    for i in range(2):
+        sargs, skw = select_stream(WAN, args, kwargs, 2, i)
+        assert torch.equal(sargs[0], x[i]) and torch.equal(sargs[1], t_frames[i]) and torch.equal(sargs[2], ctx[i])
+        assert sargs[3] is None and torch.equal(sargs[4], tdc[i])
+        assert torch.equal(skw["vace_context"], vace[i]) and torch.equal(skw["camera_conditions"], cam[i])
+        assert torch.equal(skw["reference_latent"], kwargs["reference_latent"][b * i:b * (i + 1)])
+        assert skw["vace_strength"] is strength and skw["control"] is None
+        assert sargs[5]["cond_or_uncond"] == [[1, 0][i]] and sargs[5]["uuids"] == [["u", "c"][i]]
+        assert sargs[5]["sigmas"] is options["sigmas"] and sargs[5]["other"] == 3
+    assert options["cond_or_uncond"] == [1, 0] and options["uuids"] == ["u", "c"], "the caller's options changed"
+    assert select_stream(WAN, args[:1] + (_streams(*t),) + args[2:], {}, 2, 1)[0][1].shape == (b,)
+
+
+def test_select_stream_hunyuan_guidance_and_nested_controlnet_hints():
+    n = 16
+    hints = {"input": [torch.arange(3 * n * 4.0).reshape(3, n, 4), None], "output": [torch.ones(3, n, 4)]}
+    guidance = torch.tensor([6.0, 3.5, 1.0])
+    args = (torch.randn(3, 16, 1, 8, 8), torch.tensor([1.0, 1.0, 1.0]), torch.randn(3, 7, 4096),
+            torch.randn(3, 768), None, None, guidance, None, torch.tensor([0.0, 1.0, 2.0]), None, True, hints,
+            {"cond_or_uncond": [0, 1, 1]})
+    sargs, _ = select_stream(HUNYUAN, args, {}, 3, 1)
+    assert torch.equal(sargs[6], guidance[1:2]) and torch.equal(sargs[8], torch.tensor([1.0]))
+    assert torch.equal(sargs[11]["input"][0], hints["input"][0][1:2]) and sargs[11]["input"][1] is None
+    assert sargs[11]["output"][0].shape == (1, n, 4)
+    assert sargs[10] is True and sargs[12] == {"cond_or_uncond": [1]}
+    assert all(torch.equal(a, b) for a, b in zip(sargs[:4], (args[0][1:2], args[1][1:2], args[2][1:2], args[3][1:2])))
+
+
+def test_select_stream_ltxv_per_token_timestep_masks_and_keyframes_batched_frame_rate_shared():
+    b, n = 1, 5 * 4 * 4
+    x = torch.randn(2 * b, 128, 5, 4, 4)
+    t = torch.rand(2 * b, n, 1)
+    mask = torch.rand(2 * b, 1, 5, 4, 4)
+    text_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    kf = torch.randint(0, 64, (2 * b, 3, 16, 2))
+    args = (x, t, torch.randn(2 * b, 4, 4096), text_mask, 25.0, {"cond_or_uncond": [0, 1]}, kf)
+    sargs, skw = select_stream(LTXV, args, {"denoise_mask": mask}, 2, 1)
+    assert torch.equal(sargs[1], t[1:]) and torch.equal(sargs[3], text_mask[1:]) and torch.equal(sargs[6], kf[1:])
+    assert sargs[4] == 25.0 and torch.equal(skw["denoise_mask"], mask[1:])
+
+
+def test_select_stream_refuses_by_name_what_does_not_divide_or_is_unknown():
+    x = torch.randn(2, 16, 1, 8, 8)
+    args = (x, torch.tensor([1.0, 1.0]), torch.randn(3, 7, 4096), None, None, {})
+    with pytest.raises(TrialInputError, match="'context' has batch size 3"):
+        select_stream(WAN, args, {}, 2, 0)
+    ok = args[:2] + (torch.randn(2, 7, 4096),) + args[3:]
+    with pytest.raises(TrialInputError, match="pose_latents"):
+        select_stream(WAN, ok, {"pose_latents": [torch.zeros(2, 16, 1, 8, 8)]}, 2, 0)
+    assert select_stream(WAN, ok, {"something": 0.5}, 2, 0)[1]["something"] == 0.5
+    with pytest.raises(ValueError):
+        select_stream(WAN, ok, {}, 2, 2)
+    one = select_stream(WAN, ok, {}, 1, 0)  # one stream: everything whole
+    assert all(a is b or torch.equal(a, b) for a, b in zip(one[0][:3], ok[:3]))
+
+
+def test_every_family_declares_its_shared_inputs():
+    assert WAN.batched_per_stream("vace_strength") is False and WAN.batched_per_stream("vace_context") is True
+    assert LTXV.batched_per_stream("frame_rate") is False and LTXV.batched_per_stream("keyframe_idxs") is True
+    assert HUNYUAN.batched_per_stream("disable_time_r") is False and HUNYUAN.batched_per_stream("guidance") is True
+    for family in FAMILIES.values():
+        assert family.batched_per_stream("transformer_options") is False and family.batched_per_stream("x") is True
+        assert family.batched_per_stream("no_such_input") is None

@@ -286,3 +286,55 @@ def test_wan_control_inputs_are_downsampled_with_the_latent_and_exact_when_off(r
             assert torch.equal(small, cells.reshape(b, c, cells.shape[2], -1, cells.shape[5] * 8))
         assert small.shape[-2:] == (x_trial.shape[-2:] if name == "vace_context"
                                     else tuple(8 * d for d in x_trial.shape[-2:]))
+
+
+@pytest.mark.parametrize("kind", ["wan", "wan_vace", "hunyuan", "ltxv"])
+def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of_the_output(ready, kind):
+    """select_stream on a real batched cond + uncond call (two samples per stream; the streams differ in
+    text, and for HunyuanVideo in guidance, for LTX-Video in the text mask, with per-token timesteps from
+    a noise mask): the model's own forward on one stream's inputs equals that stream's chunk of the
+    batched output, and cond_index points at the chunk carrying the positive text."""
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    family = pack_module(pack, "nodes.models").model_support(model).family
+    ti = pack_module(pack, "precisecache_core.trial_inputs")
+    channels = {"ltxv": 128}.get(kind, 16)
+    shape = (2, channels, 5, 8, 8) if kind == "ltxv" else (2, channels, 3, 8, 8)
+    latent = _masked_latent(channels, shape) if kind == "ltxv" else {"samples": torch.zeros(shape)}
+    pos = comfy.conditioning(kind, 1, "positive", latent_shape=shape)
+    neg = comfy.conditioning(kind, 1, "negative", latent_shape=shape)
+    if kind == "hunyuan":
+        neg[0][1]["guidance"] = 3.5
+    if kind == "ltxv":
+        neg[0][1]["attention_mask"] = neg[0][1]["attention_mask"].clone()
+        neg[0][1]["attention_mask"][:, -3:] = 0
+    dm = model.model.diffusion_model
+    options_at = family.forward_args.index("transformer_options")
+    checked = []
+
+    def spy(executor, *args, **kwargs):
+        out = executor(*args, **kwargs)
+        order = list(args[options_at]["cond_or_uncond"])
+        if len(order) == 2 and len(checked) < 3:
+            chunks = out.chunk(2)
+            assert (chunks[0] - chunks[1]).abs().max() > 1e-3, "cond and uncond agree: the check would show nothing"
+            for i in range(2):
+                sargs, skwargs = ti.select_stream(family, args, kwargs, 2, i)
+                assert sargs[0].shape[0] == 2 and sargs[options_at]["cond_or_uncond"] == [order[i]]
+                alone = dm._forward(*sargs, **skwargs)
+                assert torch.allclose(alone, chunks[i], atol=1e-5, rtol=1e-4), \
+                    f"{kind} stream {i}: differs from its chunk by {(alone - chunks[i]).abs().max().item():.3g}"
+                assert not torch.allclose(alone, chunks[1 - i], atol=1e-3), "matches the other stream's chunk too"
+            c = ti.cond_index(order)
+            text = ti.select_stream(family, args, kwargs, 2, c)[0][2]
+            assert torch.equal(text[0, :pos[0][0].shape[1]].float(), pos[0][0][0].float()), "cond_index: not the cond"
+            if kind == "ltxv":
+                assert args[1].dim() == 3 and args[1].shape[1] > 1, "no per-token timestep: the case is not covered"
+            checked.append(order)
+        return out
+
+    import comfy.patcher_extension as pe
+    spied = model.clone()
+    spied.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test_select_stream", spy)
+    comfy.nodes.KSampler().sample(spied, 0, 3, 4.0, "euler", "simple", pos, neg, latent)
+    assert len(checked) == 3, checked
