@@ -29,7 +29,7 @@ import comfy.patcher_extension
 from ..precisecache_core import BlockCacheConfig, LFCacheConfig, PreciseCacheRun, RunReport
 from ..precisecache_core.families import BlockSpec, FamilyAdapter
 from ..precisecache_core.trial import check_factors_fit
-from ..precisecache_core.trial_inputs import TrialInputError, trial_call
+from ..precisecache_core.trial_inputs import MODEL_GEOMETRY_KEY, TrialInputError, record_model_geometry, trial_call
 from .models import model_support
 
 WRAPPER_KEY = "precisecache"
@@ -267,6 +267,11 @@ def sampler_sample_wrapper(executor, *args, **kwargs):
                 f"LFCache cannot run its trial forward on this {family.name} conditioning: input "
                 f"{', '.join(refused)}. Remove LFCache (PreciseCache) from this graph, or set its alpha to 0; "
                 f"BlockCache alone works with these inputs.")
+        if family.model_geometry:  # e.g. LTX-Video's coordinate scales, for the guide frames' coordinates
+            patcher = getattr(guider, "model_patcher", None)
+            if patcher is not None:
+                options[MODEL_GEOMETRY_KEY] = record_model_geometry(
+                    family, patcher.get_model_object("diffusion_model"))
     return executor(*args, **kwargs)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..precisecache_core.families import FAMILIES, BlockSpec, FamilyAdapter
 
 SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B, VACE, Wan 2.1 camera control), HunyuanVideo (T2V, I2V, SkyReels I2V), "
-                         "LTX-Video (T2V, I2V through noise masks; not keyframe guides for LFCache; not LTX-2)")
+                         "LTX-Video (T2V, I2V through noise masks, LTXVAddGuide keyframes and guides; not LTX-2)")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,14 @@ Each other input follows the rule its family adapter declares (:mod:`families.ba
                       ⌈⌈a/p⌉/f⌉ = ⌈a/(p·f)⌉ the pooled grid is exactly the trial's token grid);
 * ``PIXELS``          [B, C, T, s·H, s·W] → [B, C, T̃, s·H̃, s·W̃], whole s×s cells kept together;
 * ``TOKEN_HINTS``     dict of lists of [B, N, D] → pooled on the token grid;
+* ``KEYFRAME_COORDS``  [B, 3, N_g, 2] coordinates of appended frames' tokens → those of the kept
+                      cells, mapped into the trial's coordinate system (:func:`map_keyframe_coords`);
 * ``KEEP``            unchanged.
+
+Frames appended after the video's (LTX-Video guides: the adapter's ``appended_frames`` input is
+given) are pooled on H and W only, every one kept; the video's frames before them with the trial's
+factors. Every latent-aligned input (the latent, the noise mask, per-token / per-frame timesteps)
+is split at the same frame.
 
 Anything the rules cannot place raises :class:`TrialInputError` naming the input and its shape.
 
@@ -25,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .families.base import (KEEP, LATENT, OPTIONS, PIXELS, STACKED_LATENT, TIMESTEP, TOKEN_HINTS,
+from .families.base import (KEEP, KEYFRAME_COORDS, LATENT, OPTIONS, PIXELS, STACKED_LATENT, TIMESTEP, TOKEN_HINTS,
                             FamilyAdapter)
 from .trial import pool
 
@@ -54,11 +61,34 @@ def pool_on_grid(values: torch.Tensor, grid: tuple[int, int, int], factors: Fact
     return pooled.permute(0, 2, 3, 4, 1).reshape(b, -1, *rest)
 
 
+def _video_and_appended(latent_shape: tuple[int, ...], video_frames: int) -> tuple[tuple, tuple]:
+    """Shapes of the video part and of the appended-frames part of a [B, C, T, H, W] latent."""
+    b, c, _, h, w = latent_shape
+    return (b, c, video_frames, h, w), (b, c, latent_shape[2] - video_frames, h, w)
+
+
+def _spatial(factors: Factors) -> Factors:
+    return (1, factors[1], factors[2])
+
+
 def pool_timestep(t: torch.Tensor, latent_shape: tuple[int, ...], factors: Factors, patch_size: Factors,
-                  operator: str, name: str = "timestep") -> torch.Tensor:
-    """Timestep of the trial call (see module doc)."""
+                  operator: str, name: str = "timestep", video_frames: int | None = None) -> torch.Tensor:
+    """Timestep of the trial call (see module doc). ``video_frames``: frames of the latent before the
+    appended ones (None: nothing appended)."""
     if t.dim() <= 1 or (t.dim() == 2 and t.shape[1] == 1):
         return t
+    if video_frames is not None:
+        video, appended = _video_and_appended(latent_shape, video_frames)
+        if t.shape[1] == math.prod(token_grid(latent_shape, patch_size)) and t.dim() in (2, 3):
+            n_video = math.prod(token_grid(video, patch_size))  # per token
+        elif t.dim() == 2 and t.shape[1] == latent_shape[2]:
+            n_video = video_frames  # per frame
+        else:
+            raise TrialInputError(f"'{name}' has shape {tuple(t.shape)}, neither one timestep per sample, per latent "
+                                  f"frame nor per token of the latent {tuple(latent_shape)}")
+        return torch.cat([pool_timestep(t[:, :n_video], video, factors, patch_size, operator, name),
+                          pool_timestep(t[:, n_video:], appended, _spatial(factors), patch_size, operator, name)],
+                         dim=1)
     frames = _grid(latent_shape)[0]
     grid = token_grid(latent_shape, patch_size)
     if t.dim() == 2 and t.shape[1] == frames and frames != math.prod(grid):
@@ -85,12 +115,94 @@ def pool_pixels(v: torch.Tensor, latent_shape: tuple[int, ...], factors: Factors
 
 
 def pool_latent_like(v: torch.Tensor, latent_shape: tuple[int, ...], factors: Factors, operator: str,
-                     name: str) -> torch.Tensor:
-    """Pool a tensor on the latent's H × W grid ([B, C, T', H, W] or [B, C, H, W])."""
+                     name: str, video_frames: int | None = None) -> torch.Tensor:
+    """Pool a tensor on the latent's H × W grid ([B, C, T', H, W] or [B, C, H, W]); with
+    ``video_frames``, a 5-D tensor's frames from ``video_frames`` on are appended ones (H, W only)."""
     if v.dim() not in (4, 5) or tuple(v.shape[-2:]) != tuple(latent_shape[-2:]):
         raise TrialInputError(f"'{name}' has shape {tuple(v.shape)}, not on the latent's grid "
                               f"{tuple(latent_shape[-2:])} (latent {tuple(latent_shape)})")
+    if video_frames is not None and v.dim() == 5:
+        if v.shape[2] != latent_shape[2]:
+            raise TrialInputError(f"'{name}' has {v.shape[2]} frames, the latent {latent_shape[2]} of which the last "
+                                  f"{latent_shape[2] - video_frames} are appended guide frames: cannot tell which of "
+                                  f"its frames are guide frames")
+        return torch.cat([pool(v[:, :, :video_frames], factors, operator),
+                          pool(v[:, :, video_frames:], _spatial(factors), operator)], dim=2)
     return pool(v, factors, operator)  # a 4-D tensor is pooled on H and W only
+
+
+MODEL_GEOMETRY_KEY = "precisecache_model_geometry"
+"""``transformer_options`` key holding the diffusion model's attributes named by the adapter's
+``model_geometry`` (recorded before the first step by :func:`record_model_geometry`)."""
+
+
+def record_model_geometry(adapter: FamilyAdapter, diffusion_model) -> dict:
+    """The attributes ``adapter.model_geometry`` of ``diffusion_model`` (lists as tuples)."""
+    out = {}
+    for attr in adapter.model_geometry:
+        value = getattr(diffusion_model, attr, None)
+        out[attr] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def appended_frame_count(adapter: FamilyAdapter, value: Any, latent_shape: tuple[int, ...]) -> int:
+    """Frames appended after the video's, from the adapter's ``appended_frames`` input (0 when None)."""
+    name = adapter.appended_frames
+    if value is None:
+        return 0
+    if not isinstance(value, torch.Tensor) or value.dim() != 4 or value.shape[1] != 3 or value.shape[3] != 2:
+        raise TrialInputError(f"'{name}' has shape {tuple(getattr(value, 'shape', ()))}, expected [B, 3, N, 2] "
+                              f"pixel coordinates of the appended frames' tokens")
+    if len(latent_shape) != 5 or adapter.patch_size[0] != 1:
+        raise TrialInputError(f"'{name}' given with a latent {tuple(latent_shape)}: appended frames need a "
+                              f"video latent with one frame per token along T")
+    _, tok_h, tok_w = token_grid(latent_shape, adapter.patch_size)
+    n = value.shape[2]
+    frames, rest = divmod(n, tok_h * tok_w)
+    if rest or not 0 < frames < latent_shape[2]:
+        raise TrialInputError(f"'{name}' holds {n} tokens, not a whole number of frames of {tok_h}×{tok_w} tokens "
+                              f"fewer than the latent's {latent_shape[2]} frames")
+    return frames
+
+
+def map_keyframe_coords(coords: torch.Tensor, latent_shape: tuple[int, ...], factors: Factors,
+                        patch_size: Factors, geometry: dict | None, name: str = "keyframe_idxs") -> torch.Tensor:
+    """The appended tokens' pixel coordinates [B, 3, N_g, 2] for the trial call (``latent_shape``: that
+    of the appended frames alone; ``factors[0]``: the factor the video's frames are pooled with).
+
+    The trial keeps every appended frame and, on H and W, the first cell of every f_h × f_w block (the
+    cell whose coordinates the model gives a trial token of the video). The model places a video
+    token of latent cell ℓ at π(ℓ) = s·ℓ + c along each axis (s = ``vae_scale_factors``; c = 1 − s_t,
+    clamped at 0, along T when ``causal_temporal_positioning``, else 0) and the trial's token ℓ̃
+    stands for the full latent's cell f·ℓ̃: so a start coordinate p maps to π(π⁻¹(p)/f) =
+    (p − c)/f + c (clamped like the model's), which puts every guide token where it sat relative to
+    the video's tokens, and every kept video-aligned guide token exactly on the trial's video token
+    of the same cell. The end coordinate keeps its extent (end − start), as the trial's own tokens do.
+    Integer coordinates are rounded to the nearest integer (the model stores them in an integer grid).
+    """
+    if not geometry or geometry.get("vae_scale_factors") is None:
+        raise TrialInputError(f"'{name}' (the model's vae_scale_factors were not recorded before sampling: "
+                              f"cannot map the guide frames' coordinates)")
+    frames, tok_h, tok_w = token_grid(latent_shape, patch_size)
+    if coords.dim() != 4 or coords.shape[2] != frames * tok_h * tok_w:
+        raise TrialInputError(f"'{name}' has shape {tuple(coords.shape)}, not [B, 3, {frames * tok_h * tok_w}, 2] "
+                              f"for {frames} appended frames of {tok_h}×{tok_w} tokens")
+    scale_t = int(geometry["vae_scale_factors"][0])
+    causal = bool(geometry.get("causal_temporal_positioning"))
+    b = coords.shape[0]
+    cells = coords.reshape(b, 3, frames, tok_h, tok_w, 2)[:, :, :, ::factors[1], ::factors[2]]
+    cells = cells.reshape(b, 3, -1, 2).to(torch.float64)
+    start, extent = cells[..., 0], cells[..., 1] - cells[..., 0]
+    offset = torch.tensor([1 - scale_t if causal else 0, 0, 0], dtype=torch.float64, device=coords.device)
+    f = torch.tensor(factors, dtype=torch.float64, device=coords.device)
+    new_start = (start - offset[None, :, None]) / f[None, :, None] + offset[None, :, None]
+    if causal:
+        new_start[:, 0] = new_start[:, 0].clamp(min=0)
+    out = torch.stack([new_start, new_start + extent], dim=-1)
+    if not coords.is_floating_point():
+        out = out.round()
+    return out.to(coords.dtype)
+
 
 
 def _pool_hints(hints: Any, latent_shape, factors, patch_size, operator, name: str) -> Any:
@@ -113,8 +225,10 @@ def _pool_hints(hints: Any, latent_shape, factors, patch_size, operator, name: s
 
 
 def trial_value(adapter: FamilyAdapter, name: str, value: Any, latent_shape: tuple[int, ...], factors: Factors,
-                operator: str) -> Any:
-    """One input of the trial call (see module doc); ``latent_shape`` is the full call's ``x`` shape."""
+                operator: str, video_frames: int | None = None, geometry: dict | None = None) -> Any:
+    """One input of the trial call (see module doc); ``latent_shape`` is the full call's ``x`` shape;
+    ``video_frames``: the latent's frames before appended ones (None: nothing appended); ``geometry``:
+    the recorded model attributes (:data:`MODEL_GEOMETRY_KEY`)."""
     if value is None:
         return None
     if name in adapter.not_for_trial:
@@ -128,13 +242,23 @@ def trial_value(adapter: FamilyAdapter, name: str, value: Any, latent_shape: tup
     if rule in (KEEP, OPTIONS):
         return value
     if rule == TIMESTEP:
-        return pool_timestep(value, latent_shape, factors, adapter.patch_size, operator, name)
+        return pool_timestep(value, latent_shape, factors, adapter.patch_size, operator, name, video_frames)
     if rule == TOKEN_HINTS:
+        if video_frames is not None:
+            raise TrialInputError(f"'{name}' (ControlNet hints) together with appended guide frames: not supported")
         return _pool_hints(value, latent_shape, factors, adapter.patch_size, operator, name)
+    if rule == KEYFRAME_COORDS:
+        if not isinstance(value, torch.Tensor) or video_frames is None:
+            raise TrialInputError(f"'{name}' is not the family's appended-frames input")
+        appended = _video_and_appended(latent_shape, video_frames)[1]
+        video_factors = (min(factors[0], video_frames), factors[1], factors[2])  # as pool() takes it
+        return map_keyframe_coords(value, appended, video_factors, adapter.patch_size, geometry, name)
     if not isinstance(value, torch.Tensor):
         raise TrialInputError(f"'{name}' is a {type(value).__name__}, expected a tensor")
     if rule == LATENT:
-        return pool_latent_like(value, latent_shape, factors, operator, name)
+        return pool_latent_like(value, latent_shape, factors, operator, name, video_frames)
+    if video_frames is not None:
+        raise TrialInputError(f"'{name}' together with appended guide frames: not supported")
     if rule == STACKED_LATENT:
         if value.dim() != 6:
             raise TrialInputError(f"'{name}' has shape {tuple(value.shape)}, expected [B, n, C, T, H, W]")
@@ -159,9 +283,17 @@ def trial_call(adapter: FamilyAdapter, args: tuple, kwargs: dict, factors: Facto
         raise TrialInputError(f"{adapter.name} forward got {len(args)} positional inputs, its adapter names "
                               f"{len(names)} ({', '.join(names)})")
 
+    named = {**dict(zip(names, args)), **kwargs}
+    video_frames = None
+    geometry = None
+    if adapter.appended_frames is not None and named.get(adapter.appended_frames) is not None:
+        video_frames = shape[2] - appended_frame_count(adapter, named[adapter.appended_frames], shape)
+        options = next((v for k, v in named.items() if adapter.rule(k) == OPTIONS), None)
+        geometry = options.get(MODEL_GEOMETRY_KEY) if isinstance(options, dict) else None
+
     def small(name: str, value: Any) -> Any:
         return trial_options if adapter.rule(name) == OPTIONS else \
-            trial_value(adapter, name, value, shape, factors, operator)
+            trial_value(adapter, name, value, shape, factors, operator, video_frames, geometry)
 
     return (tuple(small(name, value) for name, value in zip(names, args)),
             {name: small(name, value) for name, value in kwargs.items()})

@@ -40,12 +40,17 @@ control's Plücker embedding): pooled in whole s×s pixel cells, like the latent
 TOKEN_HINTS = "token_hints"
 """ControlNet hints added to the image tokens: a dict of lists of [B, N, D] (or None entries) on the
 token grid, pooled on that grid."""
+KEYFRAME_COORDS = "keyframe_coords"
+"""[B, 3, N, 2] pixel coordinates (t, h, w; start, end) of the tokens of frames appended after the
+video's frames (LTX-Video's ``keyframe_idxs``, written by LTXVAddGuide): the tokens of the kept cells,
+their coordinates mapped into the trial's coordinate system (see
+:func:`..trial_inputs.map_keyframe_coords`)."""
 KEEP = "keep"
 """Not aligned with the latent (text embeddings, pooled vectors, text masks, scalars): passed as is."""
 OPTIONS = "transformer_options"
 """ComfyUI's per-call options dict (the glue replaces it for the trial)."""
 
-TRIAL_RULES = (LATENT, STACKED_LATENT, TIMESTEP, PIXELS, TOKEN_HINTS, KEEP, OPTIONS)
+TRIAL_RULES = (LATENT, STACKED_LATENT, TIMESTEP, PIXELS, TOKEN_HINTS, KEYFRAME_COORDS, KEEP, OPTIONS)
 
 CONSUMED_BY_HOST = ("c_crossattn", "c_concat")
 """Model conds that ComfyUI's ``apply_model`` folds into the latent (``c_concat``, concatenated on the
@@ -84,6 +89,15 @@ class FamilyAdapter:
     """Pixels per latent cell along H and W, for :data:`PIXELS` inputs."""
     not_for_trial: Mapping[str, str] = field(default_factory=dict)
     """Inputs known to exist but that the trial cannot reproduce at low resolution: name → why."""
+    appended_frames: str | None = None
+    """Input whose presence means frames are appended to the latent's T axis after the video's own
+    (LTX-Video: ``keyframe_idxs``, one [3, 2] coordinate pair per appended token). While it is given,
+    every latent-aligned input is pooled in two parts along T: the video's frames with the trial's
+    factors, the appended frames on H and W only (every appended frame is kept)."""
+    model_geometry: tuple[str, ...] = ()
+    """Attributes of the diffusion model that the trial needs (LTX-Video: ``vae_scale_factors``,
+    ``causal_temporal_positioning``, to map pixel coordinates): the glue records them in
+    ``transformer_options`` before the first step (:func:`..trial_inputs.record_model_geometry`)."""
     shared_inputs: frozenset[str] = frozenset({"transformer_options"})
     """Forward inputs passed once for all CFG streams of a batched call (``CONDConstant`` conds,
     ``transformer_options``). Every other input with a trial rule is batched per stream: its dim 0,
@@ -97,6 +111,9 @@ class FamilyAdapter:
         missing = [a for a in self.forward_args if a not in self.trial_rules]
         if missing:
             raise ValueError(f"{self.name}: positional forward args without a trial rule: {missing}")
+        if self.appended_frames is not None and self.trial_rules.get(self.appended_frames) != KEYFRAME_COORDS:
+            raise ValueError(f"{self.name}: appended_frames input {self.appended_frames!r} needs the "
+                             f"{KEYFRAME_COORDS!r} rule")
         unknown = sorted(n for n in self.shared_inputs if n not in self.trial_rules)
         if unknown:
             raise ValueError(f"{self.name}: shared inputs without a trial rule: {unknown}")

@@ -6,8 +6,9 @@ import torch
 
 from precisecache_core.families import FAMILIES, HUNYUAN, LTXV, WAN
 from precisecache_core.trial import pool
-from precisecache_core.trial_inputs import (TrialInputError, cond_index, pool_on_grid, pool_pixels, pool_timestep,
-                                            select_stream, token_grid, trial_call)
+from precisecache_core.trial_inputs import (MODEL_GEOMETRY_KEY, TrialInputError, cond_index, map_keyframe_coords,
+                                            pool_on_grid, pool_pixels, pool_timestep, select_stream, token_grid,
+                                            trial_call)
 
 F = (2, 4, 4)
 
@@ -120,17 +121,81 @@ def test_hunyuan_controlnet_hints_pooled_on_the_token_grid():
     assert targs[12] == {"trial": True}
 
 
-def test_unknown_tensor_input_and_keyframes_refused_by_name():
+def test_unknown_tensor_input_refused_by_name():
     x = torch.randn(1, 128, 3, 4, 4)
     args = (x, torch.tensor([1.0]), torch.randn(1, 7, 4096), torch.ones(1, 7), 25.0, _options(), None)
     trial_call(LTXV, args, {}, F, "strided", {})  # keyframe_idxs None: fine
-    with pytest.raises(TrialInputError, match="keyframe_idxs"):
-        trial_call(LTXV, args[:6] + (torch.zeros(1, 3, 16, 2),), {}, F, "strided", {})
     with pytest.raises(TrialInputError, match="pose_latents"):
         trial_call(LTXV, args, {"pose_latents": torch.zeros(1, 16, 3, 4, 4)}, F, "strided", {})
-    assert "keyframe_idxs" in " ".join(LTXV.refused_trial_inputs({"keyframe_idxs", "c_crossattn", "denoise_mask"}))
-    assert LTXV.refused_trial_inputs({"c_crossattn", "c_concat", "denoise_mask", "attention_mask"}) == []
+    assert LTXV.refused_trial_inputs({"keyframe_idxs", "c_crossattn", "c_concat", "denoise_mask",
+                                      "attention_mask"}) == []
     assert "'mystery'" in WAN.refused_trial_inputs({"mystery"})[0]
+
+
+# -- LTX-Video guide frames (LTXVAddGuide) --------------------------------------------------------
+def _pixel_coords(frames, h, w, causal, scale=(8, 32, 32), first_frame=0):
+    """LTX-Video's latent_to_pixel_coords written out (patch size 1, start/end pairs): [1, 3, N, 2]."""
+    t, hh, ww = torch.meshgrid(torch.arange(frames) + first_frame, torch.arange(h), torch.arange(w), indexing="ij")
+    start = torch.stack([t, hh, ww]).reshape(1, 3, -1)
+    coords = torch.stack([start, start + 1], dim=-1) * torch.tensor(scale).view(1, 3, 1, 1)
+    if causal:
+        coords[:, 0] = (coords[:, 0] + 1 - scale[0]).clamp(min=0)
+    return coords
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_guide_coordinates_land_on_the_trials_own_video_coordinates(causal):
+    # guides placed exactly on video frames 0, 2, 4 (kept by f_t = 2) and 3 (not kept), full 8×12 grid
+    full = _pixel_coords(5, 8, 12, causal).reshape(1, 3, 5, 8, 12, 2)
+    guides = full[:, :, [0, 2, 3, 4]].reshape(1, 3, -1, 2)
+    mapped = map_keyframe_coords(guides, (1, 128, 4, 8, 12), F, LTXV.patch_size,
+                                 {"vae_scale_factors": (8, 32, 32), "causal_temporal_positioning": causal})
+    trial_video = _pixel_coords(3, 2, 3, causal).reshape(1, 3, 3, 2, 3, 2)  # what the model gives the trial grid
+    m = mapped.reshape(1, 3, 4, 2, 3, 2)
+    assert mapped.dtype == guides.dtype and mapped.shape == (1, 3, 4 * 6, 2)
+    assert torch.equal(m[:, :, 0], trial_video[:, :, 0])
+    assert torch.equal(m[:, :, 1], trial_video[:, :, 1]) and torch.equal(m[:, :, 3], trial_video[:, :, 2])
+    between = m[:, 0, 2, ..., 0]  # video frame 3 lies between the trial's frames 1 and 2
+    assert (between > trial_video[:, 0, 1, ..., 0]).all() and (between < trial_video[:, 0, 2, ..., 0]).all()
+
+
+def test_trial_call_with_guide_frames_pools_video_and_guides_apart():
+    g = torch.Generator().manual_seed(1)
+    b, f_v, f_g, h, w = 2, 5, 2, 8, 8
+    x = torch.randn(b, 128, f_v + f_g, h, w, generator=g)
+    mask = torch.ones(b, 1, f_v + f_g, h, w)
+    mask[:, :, f_v:] = 0.0
+    mask[:, :, f_v + 1, :, :4] = -1.0  # a guide mask: these tokens are dropped by the model
+    t = torch.tensor([700.0, 700.0])
+    kf = torch.cat([_pixel_coords(1, h, w, False), _pixel_coords(1, h, w, False, first_frame=2)], dim=2).repeat(b, 1, 1, 1)
+    geometry = {"vae_scale_factors": (8, 32, 32), "causal_temporal_positioning": False}
+    options = {**_options(), MODEL_GEOMETRY_KEY: geometry}
+    args = (x, _ltxv_process_timestep(t, mask), torch.randn(b, 4, 4096), torch.ones(b, 4), 25.0, options, kf)
+    targs, tkw = trial_call(LTXV, args, {"denoise_mask": mask}, F, "strided", {"trial": True})
+    split = lambda v: torch.cat([v[:, :, :f_v:2, ::4, ::4], v[:, :, f_v:, ::4, ::4]], dim=2)  # noqa: E731
+    assert torch.equal(targs[0], split(x)) and torch.equal(tkw["denoise_mask"], split(mask))
+    assert torch.equal(targs[1], _ltxv_process_timestep(t, split(mask)))  # the model's own, on the pooled mask
+    assert targs[6].shape == (b, 3, f_g * 2 * 2, 2) and targs[6].dtype == kf.dtype
+    assert torch.equal(targs[6].reshape(b, 3, f_g, 2, 2, 2)[:, 1:, 1, ..., 0],
+                       _pixel_coords(1, 2, 2, False)[:, 1:, :, 0].reshape(1, 2, 2, 2).expand(b, -1, -1, -1))
+    assert torch.equal(targs[6][:, 0, 4:, 0], torch.full((b, 4), 8))  # guide at video frame 2 → trial frame 1
+
+
+def test_guide_frames_refused_by_name_when_they_do_not_fit():
+    x = torch.randn(1, 128, 4, 8, 8)
+    options = {**_options(), MODEL_GEOMETRY_KEY: {"vae_scale_factors": (8, 32, 32),
+                                                  "causal_temporal_positioning": False}}
+    args = (x, torch.tensor([1.0]), torch.randn(1, 4, 4096), torch.ones(1, 4), 25.0, options,
+            _pixel_coords(1, 8, 8, False)[:, :, :-3])
+    with pytest.raises(TrialInputError, match="keyframe_idxs"):  # not whole frames
+        trial_call(LTXV, args, {"denoise_mask": torch.ones(1, 1, 4, 8, 8)}, F, "strided", {})
+    whole = args[:6] + (_pixel_coords(1, 8, 8, False),)
+    with pytest.raises(TrialInputError, match="keyframe_idxs.*vae_scale_factors"):  # geometry not recorded
+        trial_call(LTXV, whole[:5] + (_options(),) + whole[6:], {"denoise_mask": torch.ones(1, 1, 4, 8, 8)},
+                   F, "strided", {})
+    with pytest.raises(TrialInputError, match="denoise_mask"):  # a mask whose frames cannot be told apart
+        trial_call(LTXV, whole, {"denoise_mask": torch.ones(1, 1, 3, 8, 8)}, F, "strided", {})
+    trial_call(LTXV, whole, {"denoise_mask": torch.ones(1, 1, 4, 8, 8)}, F, "strided", {})
 
 
 def test_every_family_declares_its_blocks():

@@ -196,24 +196,128 @@ def test_ltxv_image_to_video_runs_to_the_end_and_is_exact_when_off(ready):
     assert report.trial_forwards == 12 and report.blocks_reused > 0
 
 
-def test_ltxv_keyframes_refused_by_name_before_the_first_step(ready):
-    comfy, pack = ready
-    model = comfy.load_model("ltxv")
+def _ltxv_with_guides(comfy, causal: bool, batch: int = 1):
+    """Conditioning and latent as LTXVAddGuide makes them (its own append_keyframe, with random guide
+    latents instead of VAE-encoded images): a 5-frame 8×8 video; guide A, one frame at pixel frame 0;
+    guide B, two frames at the pixel frame of video frame 2 (16, or 9 with causal positioning), with a
+    guide mask that drops its left half (negative noise mask: the model removes those tokens)."""
+    add_guide = comfy.node("LTXVAddGuide")
+    g = torch.Generator().manual_seed(11)
+    scale = (8, 32, 32)
+    latent = torch.zeros(batch, 128, 5, 8, 8)
+    mask = torch.ones(batch, 1, 5, 1, 1)  # what get_noise_mask makes for a latent without one
     pos = comfy.conditioning("ltxv", 1, "positive")
     neg = comfy.conditioning("ltxv", 1, "negative")
+    pos, neg, latent, mask = add_guide.append_keyframe(pos, neg, 0, latent, mask,
+                                                       torch.randn(batch, 128, 1, 8, 8, generator=g), 1.0, scale)
+    guide_mask = torch.ones(batch, 1, 2, 8, 8)
+    guide_mask[..., :4] = 0.0
+    pos, neg, latent, mask = add_guide.append_keyframe(pos, neg, 9 if causal else 16, latent, mask,
+                                                       torch.randn(batch, 128, 2, 8, 8, generator=g), 1.0, scale,
+                                                       guide_mask=guide_mask)
+    return pos, neg, {"samples": latent, "noise_mask": mask}
+
+
+def _capture_positions(dm, monkeypatch):
+    """The model's own token positions: (input x shape, pixel coordinates after its grid mask) per forward."""
+    seen = []
+    original = dm._process_input
+
+    def process_input(x, keyframe_idxs, denoise_mask, **kwargs):
+        out, pixel_coords, extra = original(x, keyframe_idxs, denoise_mask, **kwargs)
+        seen.append({"shape": tuple(extra["orig_shape"]), "coords": pixel_coords.clone()})
+        return out, pixel_coords, extra
+
+    monkeypatch.setattr(dm, "_process_input", process_input)
+    return seen
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_ltxv_guides_run_to_the_end_with_trial_inputs_placed_as_the_model_places_them(ready, causal, monkeypatch):
+    """LTXVAddGuide conditioning (two guides, one partly masked out) sampled to the end with LFCache and
+    BlockCache on. Independent of our mapping: in every trial forward, the model's own position of
+    each guide token equals the model's own position of the trial's video token of the same cell
+    (guide A: video frame 0; guide B's first frame: video frame 2), its second frame lies between
+    the trial's frames 1 and 2, and exactly the unmasked guide cells are kept; the trial's timestep
+    is the model's own process_timestep of the pooled mask. The same relation is checked on the full
+    forward, so the setup is aligned. With causal temporal positioning (real LTX-Video 0.9.x) too."""
+    comfy, pack = ready
+    model = comfy.load_model("ltxv")
+    dm = model.model.diffusion_model
+    monkeypatch.setattr(dm, "causal_temporal_positioning", causal)
+    pos, neg, latent = _ltxv_with_guides(comfy, causal)
+    assert tuple(latent["samples"].shape) == (1, 128, 8, 8, 8) and pos[0][1]["keyframe_idxs"].shape == (1, 3, 192, 2)
+
+    def sample(m):
+        return comfy.nodes.KSampler().sample(m, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
+
+    reference = sample(model)
+    off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
+    assert_same(sample(off), reference)
+
+    calls = _spy_trials(pack, monkeypatch)
+    seen = _capture_positions(dm, monkeypatch)
+    on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
+    out = sample(on)
+    report = latest_report(pack, on)
+    assert torch.isfinite(out).all() and not report.interrupted
+    assert not any("LFCache is off" in n for n in report.notes), report.notes
+    assert len(calls) == 12 and report.trial_forwards == 12, (report.notes, report.trial_forwards)
+    assert sum(1 for v in report.lfd if v == v) == 11, report.lfd
+
+    for call in calls:
+        x_full, x_trial = call["args"][0], call["targs"][0]
+        assert call["factors"] == (2, 4, 4)
+        # video frames 0..4 pooled with the factors, the 3 guide frames on H and W only
+        assert torch.equal(x_trial, torch.cat([x_full[:, :, :5:2, ::4, ::4], x_full[:, :, 5:, ::4, ::4]], dim=2))
+        mask_full, mask_trial = call["kwargs"]["denoise_mask"], call["tkwargs"]["denoise_mask"]
+        assert torch.equal(mask_trial, torch.cat([mask_full[:, :, :5:2, ::4, ::4], mask_full[:, :, 5:, ::4, ::4]], 2))
+        t_full = call["args"][1]
+        t_scalar = t_full.reshape(t_full.shape[0], -1).amax(dim=1)
+        expected = model.model.process_timestep(t_scalar, x=x_trial, denoise_mask=mask_trial)
+        assert torch.allclose(call["targs"][1], expected, atol=1e-4), "trial timestep != model's own"
+
+    def check_positions(coords, grid, video_frames, kept_w):
+        """coords: the model's [B, 3, N_kept, 2]; grid: (h, w) tokens per frame of the call."""
+        h, w = grid
+        per = h * w
+        video = coords[:, :, :video_frames * per].reshape(coords.shape[0], 3, video_frames, h, w, 2)
+        guide_a = coords[:, :, video_frames * per:(video_frames + 1) * per].reshape(coords.shape[0], 3, h, w, 2)
+        guide_b = coords[:, :, (video_frames + 1) * per:].reshape(coords.shape[0], 3, 2, h, kept_w, 2)
+        assert coords.shape[2] == (video_frames + 1) * per + 2 * h * kept_w, "the guide mask's cells were not dropped"
+        frame2 = 2 if video_frames == 5 else 1  # video frame 2 is the trial's frame 1
+        assert torch.equal(guide_a[..., 0], video[:, :, 0, ..., 0]), "guide A not at video frame 0"
+        assert torch.equal(guide_b[:, :, 0, ..., 0], video[:, :, frame2, :, w - kept_w:, 0]), "guide B not at frame 2"
+        assert torch.equal(guide_b[:, 1:, 1, ..., 0], video[:, 1:, frame2, :, w - kept_w:, 0])
+        t_b1 = guide_b[:, 0, 1, ..., 0]
+        if video_frames == 5:  # full call: guide B's second frame sits on video frame 3
+            assert torch.equal(t_b1, video[:, 0, 3, :, w - kept_w:, 0])
+        else:  # trial: video frame 3 is not kept; it lies between the trial's frames 1 and 2
+            assert (t_b1 > video[:, 0, frame2, :, w - kept_w:, 0]).all() and \
+                (t_b1 < video[:, 0, frame2 + 1, :, w - kept_w:, 0]).all(), "guide B's second frame out of place"
+        assert torch.equal(guide_a[:, 1:, ..., 1], video[:, 1:, 0, ..., 1]), "h/w extents differ"
+
+    full = [s for s in seen if s["shape"][2:] == (8, 8, 8)]
+    trial = [s for s in seen if s["shape"][2:] == (6, 2, 2)]
+    assert full and len(trial) == 12, [s["shape"] for s in seen]
+    check_positions(full[0]["coords"], (8, 8), 5, 4)
+    for s in trial:
+        check_positions(s["coords"], (2, 2), 3, 1)
+
+
+def test_ltxv_guide_coordinates_that_do_not_fit_the_latent_stop_lfcache_with_a_note(ready):
+    """keyframe_idxs whose token count is not whole frames of the latent: the trial refuses it by name
+    and LFCache steps aside for the run (BlockCache continues); no crash."""
+    comfy, pack = ready
+    model = comfy.load_model("ltxv")
+    pos, neg, latent = _ltxv_with_guides(comfy, causal=False)
     for cond in (pos, neg):
-        cond[0][1]["keyframe_idxs"] = torch.zeros(1, 3, 16, 2)
-    calls = []
-    handle = model.model.diffusion_model.register_forward_pre_hook(lambda m, a: calls.append(1))
-    try:
-        patched = with_lfcache(comfy, model, alpha=1.0)
-        latent = {"samples": torch.zeros(1, 128, 2, 4, 4)}
-        with pytest.raises(Exception, match="keyframe_idxs") as err:
-            comfy.nodes.KSampler().sample(patched, 0, 12, 4.0, "euler", "simple", pos, neg, latent)
-        assert "BlockCache alone works" in str(err.value)
-        assert calls == [], "the model ran before the refusal"
-    finally:
-        handle.remove()
+        cond[0][1]["keyframe_idxs"] = cond[0][1]["keyframe_idxs"][:, :, :-5]
+    on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
+    out = comfy.nodes.KSampler().sample(on, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
+    report = latest_report(pack, on)
+    assert torch.isfinite(out).all()
+    assert any("keyframe_idxs" in n for n in report.notes), report.notes
 
 
 @pytest.mark.parametrize("kind", ["wan", "hunyuan", "ltxv"])
@@ -288,13 +392,15 @@ def test_wan_control_inputs_are_downsampled_with_the_latent_and_exact_when_off(r
                                     else tuple(8 * d for d in x_trial.shape[-2:]))
 
 
-@pytest.mark.parametrize("kind", ["wan", "wan_vace", "hunyuan", "ltxv"])
+@pytest.mark.parametrize("kind", ["wan", "wan_vace", "hunyuan", "ltxv", "ltxv_guides"])
 def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of_the_output(ready, kind):
     """select_stream on a real batched cond + uncond call (two samples per stream; the streams differ in
     text, and for HunyuanVideo in guidance, for LTX-Video in the text mask, with per-token timesteps from
     a noise mask): the model's own forward on one stream's inputs equals that stream's chunk of the
     batched output, and cond_index points at the chunk carrying the positive text."""
     comfy, pack = ready
+    guides = kind == "ltxv_guides"  # LTXVAddGuide's keyframe_idxs, guide frames and mask too
+    kind = "ltxv" if guides else kind
     model = comfy.load_model(kind)
     family = pack_module(pack, "nodes.models").model_support(model).family
     ti = pack_module(pack, "precisecache_core.trial_inputs")
@@ -303,6 +409,8 @@ def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of
     latent = _masked_latent(channels, shape) if kind == "ltxv" else {"samples": torch.zeros(shape)}
     pos = comfy.conditioning(kind, 1, "positive", latent_shape=shape)
     neg = comfy.conditioning(kind, 1, "negative", latent_shape=shape)
+    if guides:
+        pos, neg, latent = _ltxv_with_guides(comfy, causal=False, batch=2)
     if kind == "hunyuan":
         neg[0][1]["guidance"] = 3.5
     if kind == "ltxv":
@@ -330,6 +438,7 @@ def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of
             assert torch.equal(text[0, :pos[0][0].shape[1]].float(), pos[0][0][0].float()), "cond_index: not the cond"
             if kind == "ltxv":
                 assert args[1].dim() == 3 and args[1].shape[1] > 1, "no per-token timestep: the case is not covered"
+                assert (args[6] is not None) == guides
             checked.append(order)
         return out
 
