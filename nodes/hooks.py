@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import deque
 
 import torch
@@ -73,7 +74,8 @@ class PreciseCacheSetup:
         parts = []
         if self.lf:
             lf = self.lf
-            parts.append(f"LFCache alpha={lf.alpha:g} trial={'x'.join(map(str, lf.trial_downsample))} "
+            rule = f"speed target {lf.speed_target:g}x" if lf.speed_target else f"alpha={lf.alpha:g}"
+            parts.append(f"LFCache {rule} metric={lf.metric} trial={'x'.join(map(str, lf.trial_downsample))} "
                          f"{lf.trial_operator} radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
         if self.block:
             b = self.block
@@ -208,7 +210,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         check_not_compiled_whole(guider.model_patcher)  # TorchCompileModel may come after our nodes
         support = model_support(guider.model_patcher)
         latent_shape = tuple(noise.shape)
-        if setup.lf is not None and setup.lf.alpha > 0:
+        if setup.lf is not None and setup.lf.skips:
             check_factors_fit(setup.lf.trial_downsample, latent_shape)
         model_sampling = guider.model_patcher.get_model_object("model_sampling")
         run = PreciseCacheRun(setup.lf, setup.block, sigmas.detach().float().cpu().tolist(), latent_shape,
@@ -289,7 +291,7 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)
     x = args[0]
     sigma = float(options["sigmas"].reshape(-1)[0])
-    plan = run.begin_call(options.get("uuids") or ("stream",), sigma)
+    plan = run.begin_call(options.get("uuids") or ("stream",), sigma, batch=int(x.shape[0]))
     if plan.needs_trial:
         try:
             trial_args, trial_kwargs = trial_call(options[FAMILY_KEY], args, kwargs, run.trial_factors,
@@ -298,18 +300,34 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
             run.stop_lf(plan, f"LFCache is off for this run: its trial cannot take input {e}")
             log.warning("PreciseCache - LFCache is off for this run: its trial cannot take input %s", e)
         else:
+            timing = run.needs_timing
+            started = _synchronized_time(x) if timing else 0.0
             with torch.no_grad():
                 trial_prediction = executor(*trial_args, **trial_kwargs)
             run.decide(plan, trial_prediction)
+            if timing:
+                run.record_seconds(plan, _synchronized_time(x) - started, trial=True)
     if run.should_skip(plan):
         cached = run.reuse(plan, x)
         if cached is not None:
             return cached
     run.plan_blocks(plan)
     options[PLAN_KEY] = plan
+    timing = run.needs_timing
+    started = _synchronized_time(x) if timing else 0.0
     try:
         prediction = executor(*args, **kwargs)
     finally:
         options.pop(PLAN_KEY, None)
+    if timing:
+        run.record_seconds(plan, _synchronized_time(x) - started, trial=False)
     run.store(plan, x, prediction)
     return prediction
+
+
+def _synchronized_time(x: torch.Tensor) -> float:
+    """perf_counter after the device of ``x`` finished its queued work (only while a run measures
+    the trial's time share: the first computed step and the first trial after it)."""
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter()

@@ -13,6 +13,9 @@ from .lowpass import DEFAULT_RADIUS, check_radius
 from .trial import DEFAULT_TRIAL_DOWNSAMPLE, TRIAL_OPERATORS, check_factors
 
 REUSE_MODES = ("output", "residual")
+LF_METRICS = ("accumulated", "drift")
+SPEED_TARGET_RANGE = (1.1, 6.0)
+"""Allowed speed targets (uncached work ÷ cached work); 0 switches to the expert α rule."""
 RANKING_NORMS = ("relative_l2", "l2")
 RESIDUAL_LOCATIONS = ("gpu", "cpu")
 FEW_STEP_LIMIT = 8
@@ -38,9 +41,16 @@ def _check_window(start_percent: float, end_percent: float) -> None:
 
 @dataclass(frozen=True)
 class LFCacheConfig:
-    """Step-wise cache. ``alpha`` (α): larger skips more; 0 disables skipping."""
+    """Step-wise cache.
 
+    ``speed_target`` S > 0: compute 1/S of the uncached run's work (trials included), spent on the
+    steps whose low-frequency change is largest (:mod:`speed_target`). ``speed_target`` 0: the
+    expert α rule (:mod:`step_decision`): larger α skips more; α 0 disables skipping.
+    """
+
+    speed_target: float = 0.0
     alpha: float = 0.5
+    metric: str = "accumulated"
     trial_downsample: tuple[int, int, int] = DEFAULT_TRIAL_DOWNSAMPLE
     lowpass_radius: float = DEFAULT_RADIUS
     start_percent: float = 0.0
@@ -49,8 +59,21 @@ class LFCacheConfig:
     reuse: str = "output"
     trial_operator: str = "strided"
 
+    @property
+    def skips(self) -> bool:
+        """False when this config can never skip a step (α mode with α 0)."""
+        return self.speed_target > 0 or self.alpha > 0
+
     def validate(self) -> "LFCacheConfig":
+        if self.speed_target != 0:
+            low, high = SPEED_TARGET_RANGE
+            ok = isinstance(self.speed_target, (int, float)) and not isinstance(self.speed_target, bool)
+            if not ok or not low <= self.speed_target <= high:
+                raise ValueError(f"speed_target = {self.speed_target!r} is out of range: allowed [{low}, {high}] "
+                                 f"(times less work than uncached), or 0 to use alpha instead")
         _check_range("alpha", self.alpha, 0.0, 2.0)
+        if self.metric not in LF_METRICS:
+            raise ValueError(f"metric = {self.metric!r} is not allowed: choose one of {LF_METRICS}")
         check_factors(self.trial_downsample)
         check_radius(self.lowpass_radius)
         _check_window(self.start_percent, self.end_percent)

@@ -22,6 +22,11 @@ class RunReport:
     trial_forwards: int = 0
     """Cheap downsampled denoiser calls run to take the decision."""
     trial_token_ratio: float = 0.0
+    trial_work: float = 0.0
+    """Work of the trial forwards in units of one full model call: Σ token ratio × trial batch ÷ call batch
+    (a trial on the cond stream alone of a batched cond+uncond call costs half of one on both)."""
+    speed_target: float = 0.0
+    """The speed target asked for (uncached ÷ cached work), 0 when the α rule was used."""
     blocks_per_forward: int = 0
     blocks_computed: int = 0
     blocks_reused: int = 0
@@ -30,9 +35,10 @@ class RunReport:
     lfd: list[float] = field(default_factory=list)
     """Δ_i per step (NaN where none: first step, or no trial)."""
     threshold: list[float] = field(default_factory=list)
-    """α · Δ_max at each step's decision (NaN where none)."""
+    """The skip threshold at each step's decision: α · Δ_max, or τ_i with a speed target (NaN where none)."""
     accumulated: list[float] = field(default_factory=list)
-    """A_i, the accumulated Δ since the last full step, at each decision (NaN where none)."""
+    """The metric compared with the threshold at each decision: A_i, the accumulated Δ since the last
+    full step (or the drift D_i from its trial); NaN where none."""
     reused_blocks_per_step: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
@@ -46,7 +52,7 @@ class RunReport:
         """
         uncached = self.full_forwards + self.reused_forwards
         block_share = (self.blocks_reused / self.blocks_per_forward) if self.blocks_per_forward else 0.0
-        cached = self.full_forwards - block_share + self.trial_forwards * self.trial_token_ratio
+        cached = self.full_forwards - block_share + self.trial_work
         if uncached == 0 or cached <= 0:
             return 1.0
         return uncached / cached
@@ -56,10 +62,12 @@ class RunReport:
         total_blocks = self.blocks_computed + self.blocks_reused
         blocks = (f", reused {self.blocks_reused}/{total_blocks} block calls" if total_blocks and self.blocks_reused
                   else "")
+        target = f" (target {self.speed_target:g}x)" if self.speed_target else ""
+        wall = f", sampling took {self.wall_seconds:.2f} s" if self.wall_seconds else ""
         return (f"PreciseCache - skipped {len(self.skipped_steps)}/{self.steps} steps{blocks}, "
-                f"{self.full_forwards} full + {self.trial_forwards} trial forwards "
-                f"({self.estimated_speedup:.2f}x less work counted in forwards, not measured time; "
-                f"cache {self.cache_bytes_peak / 2**20:.1f} MiB)")
+                f"{self.full_forwards} full + {self.trial_forwards} trial forwards: "
+                f"work saved {self.estimated_speedup:.2f}x{target} (counted in forwards, not timed){wall}; "
+                f"cache {self.cache_bytes_peak / 2**20:.1f} MiB")
 
     def to_text(self) -> str:
         """Multi-line summary for the report node."""

@@ -25,10 +25,9 @@ import torch
 
 from .block_cache import BlockArgs, BlockFn, BlockKey, BlockResidualCache, block_phase
 from .config import FEW_STEP_LIMIT, BlockCacheConfig, LFCacheConfig
-from .lowpass import low_frequency_distance
 from .report import RunReport
 from .schedule import StepClock
-from .step_decision import StepDecider
+from .step_policy import StepDecision, StepPolicy
 from .trial import effective_factors, token_ratio
 
 SlotKey = tuple[tuple[Hashable, ...], int]
@@ -48,13 +47,24 @@ class CallPlan:
 
 @dataclass
 class _StepRecord:
+    """What happened at one sampler step; the report's per-step lists are read from these."""
+
     sigma: float
-    skip: bool = False
-    decided: bool = False
+    decision: StepDecision | None = None
     block_phase: str | None = None
     calls: int = 0
+    batch: int = 0
+    """Total batch over this step's model calls."""
     reused_calls: int = 0
     blocks_reused_at_start: int = 0
+
+    @property
+    def skip(self) -> bool:
+        return self.decision is not None and self.decision.skip
+
+    @property
+    def decided(self) -> bool:
+        return self.decision is not None
 
 
 class PreciseCacheRun:
@@ -77,30 +87,49 @@ class PreciseCacheRun:
             self.report.notes.append("the sigma schedule increases somewhere (e.g. FlipSigmas, unsampling): "
                                      "caching is off for this run, every step is computed")
         caching = not few_steps and self.clock.decreasing
-        self.lf_active = bool(lf) and lf.alpha > 0 and caching
+        self.lf_active = bool(lf) and lf.skips and caching
         self.block_active = bool(block) and block.pivotal_ratio < 1.0 and caching
+        step_sigmas = self.clock.sigmas[:-1] if len(self.clock.sigmas) > 1 else self.clock.sigmas
+        self.trial_factors = effective_factors(lf.trial_downsample, self.latent_shape) if lf else None
+        self.policy: StepPolicy | None = None
         if lf:
-            self._lf_window = StepClock.from_schedule(schedule, percent_to_sigma(lf.start_percent),
-                                                      percent_to_sigma(lf.end_percent))
-            self.trial_factors = effective_factors(lf.trial_downsample, self.latent_shape)
             self.report.trial_token_ratio = token_ratio(lf.trial_downsample, self.latent_shape)
-            self.decider = StepDecider(lf.alpha, lf.max_consecutive_skips)
-        if block:
-            self._block_window = StepClock.from_schedule(schedule, percent_to_sigma(block.start_percent),
-                                                         percent_to_sigma(block.end_percent))
-        self._drop_if_window_misses_run(schedule)
+            self.report.speed_target = lf.speed_target
+            lf_window = StepClock.from_schedule(schedule, percent_to_sigma(lf.start_percent),
+                                                percent_to_sigma(lf.end_percent))
+            allowed = [lf_window.in_window(s) for s in step_sigmas]
+            self.lf_active = self.lf_active and self._window_holds_steps("LFCache", allowed, step_sigmas)
+            self.policy = StepPolicy(allowed, alpha=lf.alpha, speed_target=lf.speed_target, metric=lf.metric,
+                                     lowpass_radius=lf.lowpass_radius,
+                                     max_consecutive_skips=lf.max_consecutive_skips,
+                                     trial_cost=self.report.trial_token_ratio)
+            if self.lf_active and self.policy.target is not None:
+                reachable = self.policy.target.reachable_speedup()
+                if reachable < lf.speed_target:
+                    self.report.notes.append(f"speed target {lf.speed_target:g}x cannot be reached on this "
+                                             f"{self.clock.steps}-step schedule and window (at most {reachable:.2f}x): "
+                                             f"every step that may skip is skipped")
+        self._block_window = StepClock.from_schedule(schedule, percent_to_sigma(block.start_percent),
+                                                     percent_to_sigma(block.end_percent)) if block else None
+        if self.block_active:
+            self.block_active = self._window_holds_steps(
+                "BlockCache", [self._block_window.in_window(s) for s in step_sigmas], step_sigmas)
         self.blocks = BlockResidualCache(block) if block else None
         self._steps: dict[int, _StepRecord] = {}
         self._ordinals: dict[tuple[Hashable, ...], int] = {}
         self._ordinal_step = -1
         self._computed_since_refresh: int | None = None
-        self._prev_trial: torch.Tensor | None = None
+        self._step_batches: list[int] = []
+        """Total batch over the model calls of each computed step (for the trial's cost share)."""
         self._outputs: dict[SlotKey, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._output_bytes = 0
+        self._first_step_seconds: dict[int, float] = {}
+        """Measured time of the full calls of the first computed step (for the step-aside check)."""
+        self._trial_share: float | None = None
         self._started = time.perf_counter()
 
     # -- per call -----------------------------------------------------------------------------
-    def begin_call(self, uuids: Sequence[Hashable], sigma: float) -> CallPlan:
+    def begin_call(self, uuids: Sequence[Hashable], sigma: float, batch: int = 1) -> CallPlan:
         step = self.clock.step_of(sigma)
         if step != self._ordinal_step:
             self._ordinals = {}
@@ -113,25 +142,49 @@ class PreciseCacheRun:
         if first:
             record = self._steps[step] = _StepRecord(sigma=sigma, blocks_reused_at_start=self._blocks_reused())
         record.calls += 1
-        needs_trial = first and self.lf_active
+        record.batch += int(batch)
+        if first:
+            self._close_previous_step(step)
+        needs_trial = first and self.lf_active and self.policy.wants_trial(step)
         if first and not needs_trial:
-            self._record_decision(record, skip=False, delta=None, threshold=None, accumulated=None)
+            self._record_decision(record, self.policy.decide(step, None) if self.lf_active else StepDecision(False, False))
         return CallPlan(step=step, sigma=sigma, slot=(key, ordinal), needs_trial=needs_trial, block_phase=None)
 
     def decide(self, plan: CallPlan, trial_prediction: torch.Tensor) -> bool:
         """Take step ``plan.step``'s decision from the trial prediction; True means skip."""
         record = self._steps[plan.step]
         self.report.trial_forwards += 1
-        delta = None
-        prev = self._prev_trial
-        if prev is not None and prev.shape == trial_prediction.shape:
-            delta = float(low_frequency_distance(trial_prediction, prev, self.lf.lowpass_radius))  # the one sync
-        self._prev_trial = trial_prediction.detach()  # a fresh tensor that only this run holds
-        allowed = self._lf_window.in_window(plan.sigma)
-        skip = self.decider.decide(delta, allowed)
-        threshold = self.lf.alpha * self.decider.running_max if delta is not None else None
-        self._record_decision(record, skip, delta, threshold, self.decider.last_accumulated if delta is not None else None)
-        return skip
+        self.report.trial_work += self.report.trial_token_ratio * trial_prediction.shape[0] / max(1, record.batch)
+        if self._step_batches:
+            mean_step_batch = sum(self._step_batches) / len(self._step_batches)
+            self.policy.set_trial_cost(self.report.trial_token_ratio * trial_prediction.shape[0] / mean_step_batch)
+        decision = self.policy.decide(plan.step, trial_prediction)
+        self._record_decision(record, decision)
+        return decision.skip
+
+    @property
+    def needs_timing(self) -> bool:
+        """True while the speed-target rule still needs the trial's measured time share."""
+        return self.lf_active and self.policy.target is not None and self._trial_share is None
+
+    def record_seconds(self, plan: CallPlan, seconds: float, trial: bool) -> None:
+        """Measured time of one call (the glue synchronises the device around it). The first
+        computed step's full calls give a full step's time; the first trial after it gives the trial's
+        share, and with it the check whether LFCache would be slower than uncached here."""
+        if not trial:
+            if not self._first_step_seconds or plan.step in self._first_step_seconds:
+                self._first_step_seconds[plan.step] = self._first_step_seconds.get(plan.step, 0.0) + seconds
+            return
+        full = sum(self._first_step_seconds.values())
+        if full <= 0 or plan.step in self._first_step_seconds:
+            return
+        self._trial_share = seconds / full
+        predicted = self.policy.predicted_wall_speedup(self._trial_share)
+        if predicted is not None and predicted < 1.0:
+            self.stop_lf(plan, f"LFCache stepped aside: at this size a trial takes {100 * self._trial_share:.0f}% "
+                               f"of a full step's time, so the speed target would run slower than uncached "
+                               f"(predicted {predicted:.2f}x); every step is computed")
+            self._steps[plan.step].decision = StepDecision(False, True)
 
     def stop_lf(self, plan: CallPlan, note: str) -> None:
         """Turn LFCache off for the rest of the run (the trial cannot be made): this step is computed."""
@@ -139,7 +192,7 @@ class PreciseCacheRun:
         self.report.notes.append(note)
         record = self._steps[plan.step]
         if not record.decided:
-            self._record_decision(record, skip=False, delta=None, threshold=None, accumulated=None)
+            self._record_decision(record, StepDecision(False, False))
 
     def should_skip(self, plan: CallPlan) -> bool:
         return self._steps[plan.step].skip
@@ -208,6 +261,10 @@ class PreciseCacheRun:
         report.wall_seconds = time.perf_counter() - self._started
         report.skipped_steps = sorted(i for i, r in self._steps.items() if r.skip and r.reused_calls == r.calls)
         ordered = [self._steps[i] for i in sorted(self._steps)]
+        decisions = [r.decision for r in ordered if r.decision is not None]
+        report.lfd = [d.delta for d in decisions]
+        report.accumulated = [d.metric for d in decisions]
+        report.threshold = [d.threshold for d in decisions]
         report.reused_blocks_per_step = []
         for i, r in enumerate(ordered):
             end = ordered[i + 1].blocks_reused_at_start if i + 1 < len(ordered) else self._blocks_reused()
@@ -226,24 +283,29 @@ class PreciseCacheRun:
     def release(self) -> None:
         self._outputs.clear()
         self._output_bytes = 0
-        self._prev_trial = None
+        if self.policy is not None:
+            self.policy.release()
         if self.blocks is not None:
             self.blocks.release()
 
     # -- internals ----------------------------------------------------------------------------
-    def _drop_if_window_misses_run(self, schedule: Sequence[float]) -> None:
+    def _window_holds_steps(self, name: str, allowed: Sequence[bool], step_sigmas: Sequence[float]) -> bool:
         """A cache whose start/end window (percent of the whole denoising schedule) contains none of
-        this run's steps cannot act: turn it off, so it costs nothing (no trial forwards, no
-        residuals). Happens to a sampler that runs only part of the schedule (KSamplerAdvanced,
+        this run's steps cannot act: it is off for the run, so it costs nothing (no trial forwards,
+        no residuals). Happens to a sampler that runs only part of the schedule (KSamplerAdvanced,
         Wan 2.2's high-noise expert with a late window)."""
-        steps = self.clock.sigmas[:-1] if len(self.clock.sigmas) > 1 else self.clock.sigmas
-        for name, active, window in (("LFCache", "lf_active", getattr(self, "_lf_window", None)),
-                                     ("BlockCache", "block_active", getattr(self, "_block_window", None))):
-            if getattr(self, active) and not any(window.in_window(s) for s in steps):
-                setattr(self, active, False)
-                self.report.notes.append(f"no step of this run (sigma {steps[0]:.4g} to {steps[-1]:.4g}) lies in "
-                                         f"{name}'s start/end window, which is on the whole denoising schedule: "
-                                         f"{name} is off for this run")
+        if any(allowed):
+            return True
+        self.report.notes.append(f"no step of this run (sigma {step_sigmas[0]:.4g} to {step_sigmas[-1]:.4g}) lies in "
+                                 f"{name}'s start/end window, which is on the whole denoising schedule: "
+                                 f"{name} is off for this run")
+        return False
+
+    def _close_previous_step(self, step: int) -> None:
+        """When step ``step`` starts, remember the batch of the latest computed step before it."""
+        previous = self._steps.get(step - 1)
+        if previous is not None and not previous.skip and previous.batch:
+            self._step_batches.append(previous.batch)
 
     def _blocks_reused(self) -> int:
         return self.blocks.blocks_reused if self.blocks is not None else 0
@@ -252,10 +314,5 @@ class PreciseCacheRun:
         block_bytes = self.blocks.peak_bytes if self.blocks is not None else 0
         self.report.cache_bytes_peak = max(self.report.cache_bytes_peak, self._output_bytes + block_bytes)
 
-    def _record_decision(self, record: _StepRecord, skip: bool, delta, threshold, accumulated) -> None:
-        nan = float("nan")
-        record.skip = skip
-        record.decided = True
-        self.report.lfd.append(nan if delta is None else float(delta))
-        self.report.threshold.append(nan if threshold is None else float(threshold))
-        self.report.accumulated.append(nan if accumulated is None else float(accumulated))
+    def _record_decision(self, record: _StepRecord, decision: StepDecision) -> None:
+        record.decision = decision

@@ -31,8 +31,11 @@ class StepDecider:
     last_accumulated: float = 0.0
     """A_i as compared at the latest decision (before any reset)."""
 
-    def decide(self, delta: float | None, allowed: bool) -> bool:
-        """Record Δ_i (None when there is no previous trial) and return True to skip step i."""
+    def decide(self, delta: float | None, allowed: bool, metric: float | None = None) -> bool:
+        """Record Δ_i (None when there is no previous trial) and return True to skip step i.
+
+        ``metric`` replaces A_i in the comparison when given (the drift D_i of the trial from the
+        last computed step's trial, see :mod:`step_policy`)."""
         if delta is None:
             self.history.append(float("nan"))
             return self._compute()
@@ -45,7 +48,8 @@ class StepDecider:
             return self._compute()
         if self.max_consecutive_skips and self.consecutive_skips >= self.max_consecutive_skips:
             return self._compute()
-        if self.accumulated < self.alpha * self.running_max:
+        value = self.accumulated if metric is None else metric
+        if value < self.alpha * self.running_max:
             self.consecutive_skips += 1
             return True
         return self._compute()

@@ -51,6 +51,7 @@ Examples
   python3 scripts/benchmark.py --smoke         # tiny run (< 1 min), what the test suite runs
   python3 scripts/benchmark.py --publish       # full run, results into docs/benchmark/
   python3 scripts/benchmark.py --scenarios main --methods uncached,lf_a0.5,easy_fixed_t0.2
+  python3 scripts/benchmark.py --model deep    # the 12-block model, at its training length (17 frames)
 """
 from __future__ import annotations
 
@@ -76,15 +77,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 HOST_DIR = REPO / "tests" / "host"
 DEFAULT_MODEL = REPO / "models" / "precisecache_demo_wan.safetensors"
+# --model shortcuts: the demo model (4 blocks, 9 frames) and the deep benchmark model (12 blocks,
+# trained at 17 frames; README "The deep benchmark model")
+MODEL_SHORTCUTS = {"demo": DEFAULT_MODEL, "deep": REPO / "models" / "precisecache_deep_wan.safetensors"}
 MODEL_COPY_NAME = "precisecache_bench_model.safetensors"
 RANDOM_MODEL_NAME = "tiny_wan21_t2v.safetensors"
 
 # demo vocabulary indices used for the pairs, spread over shapes, motions, backgrounds, camera pans
 PAIR_CONDITIONS = (0, 2, 4, 6, 7, 8, 9, 11, 1, 3, 5, 10)
 
-MAIN_FAMILIES = ("PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache",
+MAIN_FAMILIES = ("PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache",
                  "EasyCache (copy-fixed)", "LazyCache", "EasyCache (as shipped)")
-PRECISECACHE_FAMILIES = ("PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache")
+PRECISECACHE_FAMILIES = ("PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache")
 FIDELITY_LEVELS = (25.0, 27.5, 30.0, 32.5, 35.0, 37.5, 40.0, 42.5)
 
 
@@ -127,6 +131,7 @@ def _floats(text: str) -> list[float]:
 
 FLASH_BLOCK = {"pivotal_ratio": 0.4, "refresh_interval": 3}
 PRESET_NAMES = {0.5: "Base", 0.7: "Turbo"}
+TARGET_PRESET_NAMES: dict = {}
 
 
 def lf_method(alpha, reuse="output", variant=None, groups=("main",), family="PreciseCache LFCache", tag=""):
@@ -135,6 +140,15 @@ def lf_method(alpha, reuse="output", variant=None, groups=("main",), family="Pre
     name = f"lf_a{_fmt(alpha)}" + ("" if reuse == "output" else f"_{reuse}") + (f"_{variant}" if variant else "")
     return Method(name, label, family, "precisecache", groups, lf={"alpha": alpha, "reuse": reuse,
                   "trial_operator": "avg_pool" if variant == "avg_pool" else "strided"}, variant=variant)
+
+
+def target_method(target, metric="accumulated", groups=("main",), family=None):
+    preset = TARGET_PRESET_NAMES.get(target) if metric == "accumulated" else None
+    tag = f" ({preset})" if preset else ""
+    name = f"target_{_fmt(target)}" + ("" if metric == "accumulated" else f"_{metric}")
+    return Method(name, f"LFCache target {_fmt(target)}x" + ("" if metric == "accumulated" else f", {metric}") + tag,
+                  family or ("PreciseCache target" if metric == "accumulated" else f"PreciseCache target ({metric})"),
+                  "precisecache", groups, lf={"speed_target": target, "metric": metric})
 
 
 def flash_method(alpha, ranking="relative_l2", groups=("main",), family="PreciseCache Flash"):
@@ -168,6 +182,8 @@ def lazy_method(threshold, groups=("main",)):
 def build_methods(cfg: "ScenarioConfig") -> list[Method]:
     methods = [Method("uncached", "uncached", "uncached", "uncached")]
     methods += [lf_method(a) for a in cfg.alphas]
+    methods += [target_method(t) for t in cfg.targets]
+    methods += [target_method(t, metric="drift", groups=("drift",)) for t in cfg.drift_targets]
     methods += [block_method(pivotal=c, interval=L) for c, L in cfg.blocks]
     methods += [flash_method(a, groups=("main", "open_e")) for a in cfg.flash_alphas]
     methods += [easy_method(t) for t in cfg.easy_thresholds]
@@ -219,6 +235,8 @@ class ScenarioConfig:
     pairs: int = 8
     repeats: int = 2
     alphas: tuple = (0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0)
+    targets: tuple = (1.5, 2.0, 2.5, 3.0, 4.0)
+    drift_targets: tuple = (1.5, 2.0, 3.0)
     flash_alphas: tuple = (0.3, 0.5, 0.7, 1.0)
     blocks: tuple = ((0.4, 3), (0.6, 3), (0.4, 1))
     easy_thresholds: tuple = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -240,7 +258,7 @@ class ScenarioConfig:
 def scenario_configs(args) -> list[ScenarioConfig]:
     only = tuple(s for s in (args.methods or "").split(",") if s)
     if args.smoke:
-        return [ScenarioConfig("main", size=64, frames=9, steps=12, cfg=args.cfg, pairs=2, repeats=1,
+        return [ScenarioConfig("main", size=64, frames=args.frames or 9, steps=12, cfg=args.cfg, pairs=2, repeats=1,
                                alphas=(0.5, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
                                lazy_thresholds=(0.2,),
                                easy_shipped_thresholds=(0.2,), open_points=False, avg_pool_alphas=(), only=only)]
@@ -300,7 +318,7 @@ class Bench:
         self.latent_format = comfy.latent_formats.Wan21()
         self.hooks = cache_helpers.pack_module(self.pack, "nodes.hooks")
         self.config_mod = cache_helpers.pack_module(self.pack, "precisecache_core.config")
-        self.run_mod = cache_helpers.pack_module(self.pack, "precisecache_core.run")
+        self.policy_mod = cache_helpers.pack_module(self.pack, "precisecache_core.step_policy")
         self.lowpass_mod = cache_helpers.pack_module(self.pack, "precisecache_core.lowpass")
         self.trial_mod = cache_helpers.pack_module(self.pack, "precisecache_core.trial")
         self.trial_inputs_mod = cache_helpers.pack_module(self.pack, "precisecache_core.trial_inputs")
@@ -400,12 +418,12 @@ class Bench:
             return
         if name.startswith("dmax_first"):
             k = int(name[len("dmax_first"):])
-            original = self.run_mod.StepDecider
-            self.run_mod.StepDecider = first_k_decider(original, k)
+            original = self.policy_mod.StepDecider
+            self.policy_mod.StepDecider = first_k_decider(original, k)
             try:
                 yield
             finally:
-                self.run_mod.StepDecider = original
+                self.policy_mod.StepDecider = original
         elif name == "avg_pool":  # a config choice (LFCacheConfig.trial_operator): nothing to patch
             yield
         else:
@@ -722,7 +740,7 @@ def measure_trial_agreement(bench: Bench, cfg: "ScenarioConfig", pairs, alphas=(
 
     model = bench.model.clone()
     model.add_wrapper_with_key(bench.wrappers.DIFFUSION_MODEL, "precisecache_bench_trial_agreement", wrapper)
-    decider_cls = bench.run_mod.StepDecider
+    decider_cls = bench.policy_mod.StepDecider
 
     def decisions(series, alpha):
         d = decider_cls(alpha)
@@ -1227,13 +1245,15 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="scripts/benchmark.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
-                    help="tiny fast run: 64x64x9 latent, 12 steps, 2 pairs, 6 methods, one overhead size (< 1 min)")
+                    help="tiny fast run: 64x64 px at the model's frames (9 for the demo), 12 steps, 2 pairs, 6 methods, one overhead size (< 1 min)")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out", help="output directory (default bench_out/)")
     ap.add_argument("--publish", action="store_true",
                     help="write the results into docs/benchmark/ (committed, used by docs/benchmark.md)")
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                    help="diffusion model (default models/precisecache_demo_wan.safetensors; a random-weight tiny "
-                         "Wan is used, with a warning, when the file does not exist)")
+    ap.add_argument("--model", default=None,
+                    help="diffusion model: a .safetensors path (relative to the current directory or the "
+                         "repository), or 'demo' (models/precisecache_demo_wan.safetensors, the default) or 'deep' "
+                         "(models/precisecache_deep_wan.safetensors, 12 blocks). A missing default falls back to a "
+                         "random-weight tiny Wan with a warning; a missing named model is an error")
     ap.add_argument("--comfyui", default=None, help="ComfyUI directory (default: COMFYUI_DIR, ../ComfyUI, /opt/ComfyUI)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--scenarios", default="main,large",
@@ -1242,7 +1262,9 @@ def parse_args(argv=None):
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--size", type=int, default=128, help="main scenario frame size in pixels (latent = size / 8)")
-    ap.add_argument("--frames", type=int, default=9, help="video frames (latent frames = 1 + (frames - 1) / 4)")
+    ap.add_argument("--frames", type=int, default=None,
+                    help="video frames (latent frames = 1 + (frames - 1) / 4); default: the frames the model was "
+                         "trained at (its file's training metadata), else 9; --smoke uses it too")
     ap.add_argument("--pairs", type=int, default=8, help="seed x condition pairs of the main scenario")
     ap.add_argument("--repeats", type=int, default=2, help="timing repeats of the main scenario (rounds = pairs x repeats)")
     ap.add_argument("--large-size", type=int, default=256, help="frame size of the 'large' scenario (latent 32x32)")
@@ -1261,7 +1283,26 @@ def parse_args(argv=None):
     ap.add_argument("--methods", default="", help="only these method names (comma list; uncached always runs)")
     ap.add_argument("--overhead-sizes", default="16,32,64",
                     help="latent sizes (H = W, in latent pixels) for the overhead measurement; '' to skip")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.model = resolve_model(args.model)
+    return args
+
+
+def resolve_model(value: str | None) -> Path:
+    """--model value -> path: None is the default demo model (its absence is handled by Bench), a
+    shortcut name its file, else a path relative to the current directory or the repository, which
+    must exist."""
+    if value is None:
+        return DEFAULT_MODEL
+    if value in MODEL_SHORTCUTS:
+        path = MODEL_SHORTCUTS[value]
+    else:
+        path = Path(value)
+        if not path.is_absolute() and not path.exists() and (REPO / path).exists():
+            path = REPO / path
+    if not path.is_file():
+        raise SystemExit(f"--model {value}: no such file {path}")
+    return path
 
 
 def main(argv=None) -> int:
@@ -1283,8 +1324,11 @@ def main(argv=None) -> int:
         print(msg, flush=True)
 
     bench = Bench(comfyui_dir, args.model, args.threads, log=log)
+    if args.frames is None:
+        args.frames = int(bench.model_info["training"].get("frames", 9))
     log(f"ComfyUI {comfyui_dir} imported in {bench.import_seconds:.1f} s; model {bench.model_info['source']} "
-        f"(training step {bench.model_info['training'].get('step', '?')}); {bench.blocks_per_forward} blocks")
+        f"(training step {bench.model_info['training'].get('step', '?')}); {bench.blocks_per_forward} blocks; "
+        f"{args.frames} frames")
     scenarios = {}
     for cfg in scenario_configs(args):
         scenarios[cfg.name] = run_scenario(bench, cfg, log=log)

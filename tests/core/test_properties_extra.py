@@ -110,7 +110,10 @@ def test_run_never_skips_first_step_window_or_limit(n, alpha, limit, seed, start
     skips = []
     for i, sigma in enumerate(_schedule(n)[:-1]):
         plan = run.begin_call(("c",), sigma)
-        assert plan.step == i and plan.needs_trial == run.lf_active  # off when no step lies in the window
+        assert plan.step == i and (run.lf_active or not plan.needs_trial)  # off when no step lies in the window
+        if plan.needs_trial:  # a trial only where it can change a decision: in the window, or just before it
+            in_window = [start - 1e-6 <= 1.0 - s < end + 1e-6 for s in _schedule(n)[i:i + 2]]
+            assert any(in_window), (i, start, end)
         # shrinking updates, like a denoising trajectory, plus noise
         trial = base + torch.randn(trial_shape, generator=gen) / (i + 1)
         skip = run.decide(plan, trial) if plan.needs_trial else run.should_skip(plan)
@@ -236,5 +239,5 @@ def test_a_window_outside_the_run_turns_the_cache_off(n, start, span, first):
     inside = [s for s in part[:-1] if 1.0 - end < s <= (1.0 - start) * (1 + 1e-5)]  # schedule.py tolerance
     assert run.lf_active == bool(inside) and run.block_active == bool(inside)
     plan = run.begin_call(("c",), part[0])
-    assert plan.needs_trial == bool(inside)
+    assert plan.needs_trial == (part[1] in inside)  # step 0 gives step 1 its first Δ, if step 1 may skip
     assert any("window" in note for note in run.report.notes) != bool(inside)
