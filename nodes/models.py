@@ -3,10 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..precisecache_core.families import FAMILIES, BlockSpec, FamilyAdapter
+from ..precisecache_core.families import HUNYUAN, HUNYUAN15, LTXV, WAN, BlockSpec, FamilyAdapter
 
 SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B, VACE, Wan 2.1 camera control), HunyuanVideo (T2V, I2V, SkyReels I2V), "
+                         "HunyuanVideo 1.5 (T2V, I2V; not its super-resolution model), "
                          "LTX-Video (T2V, I2V through noise masks, LTXVAddGuide keyframes and guides; not LTX-2)")
+
+NETWORK_ADAPTERS: dict[str, tuple[FamilyAdapter, ...]] = {
+    "wan": (WAN,), "hunyuan": (HUNYUAN, HUNYUAN15), "ltxv": (LTXV,)}
+"""Network family → the adapters of its ComfyUI model classes (HunyuanVideo 1.5 runs HunyuanVideo's
+network with another patch size, so it has its own adapter)."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,18 @@ def model_support(model_patcher) -> ModelSupport:
     family_key = _family(diffusion_model) if diffusion_model is not None else None
     model_name = type(base).__name__
     if family_key is not None:
-        family = FAMILIES[family_key]
-        if model_name not in family.model_classes:
+        adapters = NETWORK_ADAPTERS[family_key]
+        family = next((a for a in adapters if model_name in a.model_classes), None)
+        if family is None:
             raise UnsupportedModelError(
-                f"PreciseCache does not support the model {model_name} ({family.name} network): this "
+                f"PreciseCache does not support the model {model_name} ({adapters[0].name} network): this "
                 f"variant is not covered by its tests. Supported: {SUPPORTED_MODELS_TEXT}.")
+        patch = getattr(diffusion_model, "patch_size", None)
+        if isinstance(patch, (list, tuple)) and len(patch) == 3 and tuple(patch) != tuple(family.patch_size):
+            raise UnsupportedModelError(
+                f"PreciseCache does not support the model {model_name} with a {family.name} network of patch size "
+                f"{tuple(patch)} (its adapter expects {tuple(family.patch_size)}): this variant is not covered by "
+                f"its tests. Supported: {SUPPORTED_MODELS_TEXT}.")
         blocks = {(spec.patch_type, i): spec
                   for spec in family.blocks for i in range(len(getattr(diffusion_model, spec.module_list)))}
         return ModelSupport(f"{model_name} ({family.name})", family, blocks)

@@ -1,5 +1,5 @@
-"""HunyuanVideo T2V, I2V and SkyReels I2V in ComfyUI 0.8 (1.5 shares the network but is not tested:
-refused).
+"""HunyuanVideo T2V, I2V and SkyReels I2V in ComfyUI 0.8 (1.5 shares the network with another patch
+size: its own adapter, ``hunyuan15.py``).
 
 ``comfy/ldm/hunyuan_video/model.py``: ``forward(x, timestep, context, y, txt_byt5, clip_fea,
 guidance, attention_mask, guiding_frame_index, ref_latent, disable_time_r, control,

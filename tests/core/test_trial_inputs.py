@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from precisecache_core.families import FAMILIES, HUNYUAN, LTXV, WAN
+from precisecache_core.families import FAMILIES, HUNYUAN, HUNYUAN15, LTXV, WAN
 from precisecache_core.trial import pool
 from precisecache_core.trial_inputs import (MODEL_GEOMETRY_KEY, TrialInputError, cond_index, map_keyframe_coords,
                                             pool_on_grid, pool_pixels, pool_timestep, select_stream, token_grid,
@@ -202,7 +202,8 @@ def test_every_family_declares_its_blocks():
     for family in FAMILIES.values():
         assert family.blocks and all(b.tensors and b.tensors[0] == "img" for b in family.blocks)
         assert family.forward_args[0] == "x" and "transformer_options" in family.forward_args
-    assert not WAN.blocks[0].in_place and all(b.in_place for b in HUNYUAN.blocks + LTXV.blocks)
+    assert not WAN.blocks[0].in_place and all(b.in_place for b in HUNYUAN.blocks + HUNYUAN15.blocks + LTXV.blocks)
+    assert HUNYUAN15.patch_size == (1, 1, 1) and HUNYUAN15.forward_args == HUNYUAN.forward_args
 
 
 # -- one CFG stream of a batched call -------------------------------------------------------------

@@ -145,7 +145,7 @@ def test_audio_video_variants_are_refused_by_name(ready):
         with_blockcache(comfy, fake)
 
 
-@pytest.mark.parametrize("variant", ["HunyuanVideo15", "HunyuanImage21"])
+@pytest.mark.parametrize("variant", ["HunyuanVideo15_SR_Distilled", "HunyuanImage21"])
 def test_untested_variants_of_a_supported_network_are_refused_by_name(ready, variant):
     """Same HunyuanVideo network, other ComfyUI model classes: not covered by the tests, refused."""
     comfy, _ = ready

@@ -1,6 +1,9 @@
 """Every model family, checked on results: stored residuals against an independent forward hook,
 BlockCache's error against the same schedule with the non-pivotal blocks dropped, the trial's inputs
-against the model's own timestep computation, and runs with noise masks, bf16 weights and a LoRA.
+against the model's own timestep computation, and runs with noise masks, bf16 weights and a LoRA;
+LTX-Video guide frames (LTXVAddGuide) against the model's own token positions; HunyuanVideo 1.5
+(a tiny model not in the shared harness's kinds: written and conditioned here); one CFG stream taken
+out of a batched call against the batched forward's output.
 
 These tests fail on a BlockCache that takes ``out − args["img"]`` after an in-place block ran (0 on
 HunyuanVideo and LTX-Video), and on a trial that leaves per-token or per-frame timesteps full size.
@@ -14,12 +17,73 @@ import torch
 
 from cache_helpers import assert_same, latest_report, pack_module, with_blockcache, with_lfcache
 
-KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "hunyuan_i2v", "hunyuan_skyreels", "ltxv"]
+KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "hunyuan_i2v", "hunyuan_skyreels",
+         "hunyuan15", "hunyuan15_i2v", "ltxv"]
+
+
+def _hunyuan15_conditioning(kind, seed=1, variant="positive", length=8, width=4096, latent_shape=None):
+    """What HunyuanVideo 1.5's text encoders and HunyuanVideo15ImageToVideo give the model, with random
+    tensors: cross_attn, pooled_output None (the network has no vector_in), ByT5 glyph tokens; for
+    image-to-video also SigLIP tokens of the start image and the start image's latent with its mask.
+    Only the text differs between positive and negative (so CFG matters)."""
+    import comfy.clip_vision
+    g_text = torch.Generator().manual_seed(seed * 8 + ("positive", "negative").index(variant))
+    g_side = torch.Generator().manual_seed(seed * 8 + 4)
+    extras = {"pooled_output": None, "conditioning_byt5small": torch.randn(1, 5, 1472, generator=g_text)}
+    if kind == "hunyuan15_i2v":
+        out = comfy.clip_vision.Output()
+        out.last_hidden_state = torch.randn(1, 16, 1152, generator=g_side)
+        extras["clip_vision_output"] = out
+        _, _, t, h, w = latent_shape
+        image = torch.zeros(1, 32, t, h, w)
+        image[:, :, :1] = torch.randn(1, 32, 1, h, w, generator=g_side)
+        mask = torch.ones(1, 1, t, h, w)
+        mask[:, :, :1] = 0.0
+        extras.update(concat_latent_image=image, concat_mask=mask)
+    return [[torch.randn(1, length, width, generator=g_text), extras]]
+
+
+class _Comfy:
+    """The harness's in-process ComfyUI, knowing also tiny_models.EXTRA_KINDS (HunyuanVideo 1.5), which
+    the shared harness and the server-side test conditioning do not."""
+
+    def __init__(self, comfy):
+        self._comfy = comfy
+
+    def __getattr__(self, name):
+        return getattr(self._comfy, name)
+
+    def load_model(self, kind):
+        from tiny_models import EXTRA_KINDS
+        return self._comfy.load_model(EXTRA_KINDS[kind].filename if kind in EXTRA_KINDS else kind)
+
+    def conditioning(self, kind, seed=1, variant="positive", length=8, width=4096, latent_shape=None):
+        from tiny_models import EXTRA_KINDS
+        if kind in EXTRA_KINDS:
+            return _hunyuan15_conditioning(kind, seed, variant, length, width, latent_shape or
+                                           EXTRA_KINDS[kind].latent_shape)
+        return self._comfy.conditioning(kind, seed, variant, length, width, latent_shape)
+
+    def sample(self, model, kind, seed=0, steps=4, cfg=1.0, sampler="euler", scheduler="simple", latent=None,
+               positive=None, negative=None, cond_seed=1, denoise=1.0):
+        from tiny_models import EXTRA_KINDS
+        if kind in EXTRA_KINDS:
+            latent = torch.zeros(EXTRA_KINDS[kind].latent_shape) if latent is None else latent
+            shape = tuple(latent.shape)
+            positive = positive or self.conditioning(kind, cond_seed, "positive", latent_shape=shape)
+            negative = negative or self.conditioning(kind, cond_seed, "negative", latent_shape=shape)
+        return self._comfy.sample(model, kind, seed, steps, cfg, sampler, scheduler, latent, positive, negative,
+                                  cond_seed, denoise)
 
 
 @pytest.fixture(scope="module")
 def ready(comfy, tiny_models, precisecache_pack):
-    return comfy, precisecache_pack
+    import harness
+    import tiny_models as tm
+    directory = harness.diffusion_models_dir(comfy.base_dir)
+    for kind in tm.EXTRA_KINDS:
+        tm.write_tiny_model(kind, directory, seed=0)
+    return _Comfy(comfy), precisecache_pack
 
 
 def _family_blocks(pack, model):
@@ -92,10 +156,16 @@ def _rel_err(a, b):
 @pytest.mark.parametrize("kind", KINDS)
 def test_blockcache_error_well_below_dropping_the_non_pivotal_blocks(ready, kind, monkeypatch):
     """Same schedule (refresh every other computed step, half the blocks pivotal), 20 steps:
-    reusing the stored residuals must be far closer to uncached than skipping those blocks."""
+    reusing the stored residuals must be far closer to uncached than skipping those blocks.
+
+    HunyuanVideo 1.5 with 80 steps: its tiny random network's residuals change about twice as fast
+    per step as the others' (its modulation vector has no pooled-text or guidance term, only the
+    timestep), so at 20 steps reuse is no better than dropping; measured here, the reuse error falls
+    with the step size (20 / 40 / 80 steps: 0.085 / 0.044 / 0.029) while dropping's does not
+    (0.079 / 0.066 / 0.068), which is what a correct residual cache does."""
     comfy, pack = ready
     model = comfy.load_model(kind)
-    steps = 20
+    steps = 80 if kind.startswith("hunyuan15") else 20
     reference = comfy.sample(model, kind, steps=steps, cfg=5.0)
     patched = with_blockcache(comfy, model, pivotal_ratio=0.5, refresh_interval=1)
     cached = comfy.sample(patched, kind, steps=steps, cfg=5.0)
@@ -392,7 +462,7 @@ def test_wan_control_inputs_are_downsampled_with_the_latent_and_exact_when_off(r
                                     else tuple(8 * d for d in x_trial.shape[-2:]))
 
 
-@pytest.mark.parametrize("kind", ["wan", "wan_vace", "hunyuan", "ltxv", "ltxv_guides"])
+@pytest.mark.parametrize("kind", ["wan", "wan_vace", "hunyuan", "hunyuan15_i2v", "ltxv", "ltxv_guides"])
 def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of_the_output(ready, kind):
     """select_stream on a real batched cond + uncond call (two samples per stream; the streams differ in
     text, and for HunyuanVideo in guidance, for LTX-Video in the text mask, with per-token timesteps from
@@ -404,7 +474,8 @@ def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of
     model = comfy.load_model(kind)
     family = pack_module(pack, "nodes.models").model_support(model).family
     ti = pack_module(pack, "precisecache_core.trial_inputs")
-    channels = {"ltxv": 128}.get(kind, 16)
+    from tiny_models import spec_of
+    channels = spec_of(kind).latent_channels
     shape = (2, channels, 5, 8, 8) if kind == "ltxv" else (2, channels, 3, 8, 8)
     latent = _masked_latent(channels, shape) if kind == "ltxv" else {"samples": torch.zeros(shape)}
     pos = comfy.conditioning(kind, 1, "positive", latent_shape=shape)
@@ -447,3 +518,73 @@ def test_one_cfg_stream_selected_from_a_batched_call_gives_that_streams_chunk_of
     spied.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test_select_stream", spy)
     comfy.nodes.KSampler().sample(spied, 0, 3, 4.0, "euler", "simple", pos, neg, latent)
     assert len(checked) == 3, checked
+
+
+def test_hunyuan15_detected_by_comfyui_and_given_its_own_adapter(ready, monkeypatch):
+    comfy, pack = ready
+    import tiny_models as tm
+    model = comfy.load_model("hunyuan15")
+    assert type(model.model.model_config).__name__ == "HunyuanVideo15" and type(model.model).__name__ == "HunyuanVideo15"
+    written, _ = tm.tiny_state_dict("hunyuan15", seed=0)
+    loaded = model.model.diffusion_model.state_dict()
+    assert sorted(loaded) == sorted(written) and all(torch.equal(loaded[k], written[k]) for k in written)
+    models = pack_module(pack, "nodes.models")
+    support = models.model_support(model)
+    dm = model.model.diffusion_model
+    assert support.family.name == "HunyuanVideo 1.5" and support.family.patch_size == tuple(dm.patch_size) == (1, 1, 1)
+    assert sorted(support.blocks) == [("double_block", 0), ("double_block", 1), ("single_block", 0), ("single_block", 1)]
+    assert all(spec.in_place for spec in support.blocks.values())
+    monkeypatch.setattr(dm, "patch_size", [1, 2, 2])  # the class of 1.5 around another patch size: refused
+    with pytest.raises(models.UnsupportedModelError, match=r"HunyuanVideo15 .*patch size \(1, 2, 2\)"):
+        models.model_support(model)
+
+
+@pytest.mark.parametrize("kind", ["hunyuan15", "hunyuan15_i2v"])
+def test_hunyuan15_exact_when_off_and_trial_inputs_made_small_with_the_latent(ready, kind, monkeypatch):
+    """Off: bit-identical. On (LFCache + BlockCache, 12 steps to the end): in every trial forward the
+    model's input x (latent + the model's own concat of start image and mask, 65 channels) is the full
+    one's kept cells; the concatenated image and mask equal the model's own concat_cond pooled; the
+    network makes one token per trial latent cell and returns the trial latent's shape; text-like
+    inputs (ByT5 glyph tokens, SigLIP tokens) pass unchanged; a decision at every step after the first."""
+    comfy, pack = ready
+    model = comfy.load_model(kind)
+    shape = (1, 32, 5, 8, 8)
+    latent = torch.zeros(shape)
+    pos = comfy.conditioning(kind, 1, "positive", latent_shape=shape)
+    neg = comfy.conditioning(kind, 1, "negative", latent_shape=shape)
+
+    def sample(m):
+        return comfy.sample(m, kind, steps=12, cfg=5.0, latent=latent, positive=pos, negative=neg)
+
+    reference = sample(model)
+    off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
+    assert_same(sample(off), reference)
+
+    dm = model.model.diffusion_model
+    tokens = []
+    handle = dm.img_in.register_forward_hook(lambda mod, a, out: tokens.append(tuple(out.shape)))
+    calls = _spy_trials(pack, monkeypatch)
+    try:
+        on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
+        out = sample(on)
+    finally:
+        handle.remove()
+    report = latest_report(pack, on)
+    assert torch.isfinite(out).all() and not report.interrupted and report.blocks_reused > 0
+    assert len(calls) == 12 and report.trial_forwards == 12, report.notes
+    assert sum(1 for v in report.lfd if v == v) == 11, report.lfd
+    trial_tokens = [t for t in tokens if t[1] == 3 * 2 * 2]
+    assert len(trial_tokens) == 12, tokens  # one token per trial latent cell (patch 1x1x1)
+    for call in calls:
+        x_full, x_trial = call["args"][0], call["targs"][0]
+        assert x_full.shape[1] == 65 and torch.equal(x_trial, x_full[:, :, ::2, ::4, ::4])
+        assert call["targs"][1] is call["args"][1]  # one timestep per sample: unchanged
+        assert call["targs"][4] is call["args"][4] and call["targs"][4].shape[-1] == 1472  # ByT5 tokens
+        assert call["targs"][5] is call["args"][5]  # SigLIP tokens (None for text-to-video)
+        concat = model.model.concat_cond(noise=torch.zeros(x_full.shape[0], 32, *x_full.shape[2:]),
+                                         device="cpu", **({k: pos[0][1][k] for k in ("concat_latent_image",
+                                                                                    "concat_mask")}
+                                                          if kind == "hunyuan15_i2v" else {}))
+        assert torch.equal(x_trial[:, 32:], concat[:, :, ::2, ::4, ::4].to(x_trial.dtype))
+    if kind == "hunyuan15_i2v":
+        assert calls[0]["args"][5] is not None and calls[0]["args"][0][:, 32:].abs().max() > 0

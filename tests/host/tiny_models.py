@@ -73,6 +73,27 @@ MODEL_KINDS = {
 }
 
 
+EXTRA_KINDS = {
+    "hunyuan15": ModelKind(
+        "hunyuan15", "tiny_hunyuan_video15.safetensors", "HunyuanVideo15", "HunyuanVideo15", 32, (1, 32, 3, 8, 8),
+        ("EmptyHunyuanVideo15Latent", {"width": 128, "height": 128, "length": 9, "batch_size": 1}),
+        "cross_attn [1, L, 4096] + pooled_output None (no vector_in) + conditioning_byt5small [1, L', 1472]",
+        {"double_block": 2, "single_block": 2}),
+    # the same checkpoint, with HunyuanVideo15ImageToVideo's image-to-video conditioning
+    "hunyuan15_i2v": ModelKind(
+        "hunyuan15_i2v", "tiny_hunyuan_video15.safetensors", "HunyuanVideo15", "HunyuanVideo15", 32,
+        (1, 32, 3, 8, 8), ("EmptyHunyuanVideo15Latent", {"width": 128, "height": 128, "length": 9, "batch_size": 1}),
+        "as hunyuan15 + clip_vision_output + concat_latent_image + concat_mask", {"double_block": 2, "single_block": 2}),
+}
+"""Kinds that are not in MODEL_KINDS (so the shared harness, the baseline tests and the server-side test
+conditioning node do not know them): written and conditioned by the tests that use them
+(``test_family_correctness.py``)."""
+
+
+def spec_of(kind) -> ModelKind:
+    return MODEL_KINDS[kind] if kind in MODEL_KINDS else EXTRA_KINDS[kind]
+
+
 def _build_module(kind):
     """Instantiate ComfyUI's own network for `kind` with uninitialised weights and return
     (module, safetensors metadata or None). Sizes are chosen to satisfy detection rules."""
@@ -115,6 +136,17 @@ def _build_module(kind):
                            qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
                            use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False, **common)
         return net, None
+    if kind in ("hunyuan15", "hunyuan15_i2v"):
+        from comfy.ldm.hunyuan_video.model import HunyuanVideo
+        # detection: vision_in.proj.0 width 1152 -> HunyuanVideo15 (SigLIP vision tokens, meanflow_sum);
+        # patch 1x1x1, in 65 = 32 latent + 32 start image + 1 mask, out 32; byt5_in.* -> ByT5 glyph tokens
+        # (fixed 1472 -> 2048 -> 2048 widths); cond_type_embedding.*; no vector_in, no guidance_in, no time_r_in
+        net = HunyuanVideo(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None,
+                           context_in_dim=4096, hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=2,
+                           depth_single_blocks=2, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 1, 1],
+                           qkv_bias=True, guidance_embed=False, byt5=True, meanflow=False,
+                           use_cond_type_embedding=True, vision_in_dim=1152, meanflow_sum=True, **common)
+        return net, None
     if kind == "ltxv":
         from comfy.ldm.lightricks.model import LTXVModel
         # detection assumes 32 heads and caption width 4096: a JSON `config` in the metadata
@@ -122,7 +154,7 @@ def _build_module(kind):
         cfg = {"num_attention_heads": 2, "attention_head_dim": 64, "caption_channels": 4096}
         net = LTXVModel(in_channels=128, cross_attention_dim=128, num_layers=2, **cfg, **common)
         return net, {"config": json.dumps({"transformer": cfg})}
-    raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS) + sorted(EXTRA_KINDS)}")
 
 
 def tiny_state_dict(kind, seed=0):
@@ -150,7 +182,7 @@ def tiny_state_dict(kind, seed=0):
 def write_tiny_model(kind, directory, seed=0):
     """Write the tiny `kind` model as safetensors into `directory`; return its file name."""
     from safetensors.torch import save_file
-    spec = MODEL_KINDS[kind]
+    spec = spec_of(kind)
     sd, metadata = tiny_state_dict(kind, seed)
     os.makedirs(directory, exist_ok=True)
     save_file(sd, os.path.join(directory, spec.filename), metadata=metadata)
@@ -159,4 +191,4 @@ def write_tiny_model(kind, directory, seed=0):
 
 def expected_model_class(kind):
     """Name of the comfy.supported_models config class detection must choose for `kind`."""
-    return MODEL_KINDS[kind].config_class
+    return spec_of(kind).config_class
