@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..precisecache_core.families import HUNYUAN, HUNYUAN15, LTXV, WAN, BlockSpec, FamilyAdapter
 
 SUPPORTED_MODELS_TEXT = ("Wan 2.1 / 2.2 (T2V, I2V, TI2V 5B, VACE, Wan 2.1 camera control), HunyuanVideo (T2V, I2V, SkyReels I2V), "
-                         "HunyuanVideo 1.5 (T2V, I2V; not its super-resolution model), "
+                         "HunyuanVideo 1.5 (T2V, I2V, step-distilled; not its super-resolution model), "
                          "LTX-Video (T2V, I2V through noise masks, LTXVAddGuide keyframes and guides; not LTX-2)")
 
 NETWORK_ADAPTERS: dict[str, tuple[FamilyAdapter, ...]] = {

@@ -1,5 +1,6 @@
-"""HunyuanVideo 1.5 (``HunyuanVideo15``: T2V, and I2V through HunyuanVideo15ImageToVideo's concatenated
-start image and mask) in ComfyUI 0.8; not its super-resolution model (``HunyuanVideo15_SR_Distilled``).
+"""HunyuanVideo 1.5 (``HunyuanVideo15``: T2V, I2V through HunyuanVideo15ImageToVideo's concatenated
+start image and mask, and the step-distilled checkpoints with ``time_r_in``) in ComfyUI 0.8; not its
+super-resolution model (``HunyuanVideo15_SR_Distilled``).
 
 Same network class as HunyuanVideo (``comfy/ldm/hunyuan_video/model.py``), detected by its
 ``vision_in`` (SigLIP, 1152 wide): ``forward(x, timestep, context, y, txt_byt5, clip_fea, guidance,

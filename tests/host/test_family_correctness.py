@@ -18,7 +18,7 @@ import torch
 from cache_helpers import assert_same, latest_report, pack_module, with_blockcache, with_lfcache
 
 KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "hunyuan_i2v", "hunyuan_skyreels",
-         "hunyuan15", "hunyuan15_i2v", "ltxv"]
+         "hunyuan15", "hunyuan15_i2v", "hunyuan15_distilled", "ltxv"]
 
 
 def _hunyuan15_conditioning(kind, seed=1, variant="positive", length=8, width=4096, latent_shape=None):
@@ -539,13 +539,15 @@ def test_hunyuan15_detected_by_comfyui_and_given_its_own_adapter(ready, monkeypa
         models.model_support(model)
 
 
-@pytest.mark.parametrize("kind", ["hunyuan15", "hunyuan15_i2v"])
+@pytest.mark.parametrize("kind", ["hunyuan15", "hunyuan15_i2v", "hunyuan15_distilled"])
 def test_hunyuan15_exact_when_off_and_trial_inputs_made_small_with_the_latent(ready, kind, monkeypatch):
     """Off: bit-identical. On (LFCache + BlockCache, 12 steps to the end): in every trial forward the
     model's input x (latent + the model's own concat of start image and mask, 65 channels) is the full
     one's kept cells; the concatenated image and mask equal the model's own concat_cond pooled; the
     network makes one token per trial latent cell and returns the trial latent's shape; text-like
-    inputs (ByT5 glyph tokens, SigLIP tokens) pass unchanged; a decision at every step after the first."""
+    inputs (ByT5 glyph tokens, SigLIP tokens) pass unchanged; a decision at every step after the first.
+    Step-distilled layout: the trial embeds the same next sigma (time_r_in's input) as its step's full
+    forward."""
     comfy, pack = ready
     model = comfy.load_model(kind)
     shape = (1, 32, 5, 8, 8)
@@ -561,14 +563,19 @@ def test_hunyuan15_exact_when_off_and_trial_inputs_made_small_with_the_latent(re
     assert_same(sample(off), reference)
 
     dm = model.model.diffusion_model
-    tokens = []
-    handle = dm.img_in.register_forward_hook(lambda mod, a, out: tokens.append(tuple(out.shape)))
+    tokens, time_r = [], []
+    handles = [dm.img_in.register_forward_hook(lambda mod, a, out: tokens.append(tuple(out.shape)))]
+    if kind == "hunyuan15_distilled":
+        assert dm.time_r_in is not None
+        handles.append(dm.time_r_in.register_forward_hook(
+            lambda mod, a, out: time_r.append((len(tokens), a[0].detach().clone()))))
     calls = _spy_trials(pack, monkeypatch)
     try:
         on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
         out = sample(on)
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
     report = latest_report(pack, on)
     assert torch.isfinite(out).all() and not report.interrupted and report.blocks_reused > 0
     assert len(calls) == 12 and report.trial_forwards == 12, report.notes
@@ -588,3 +595,9 @@ def test_hunyuan15_exact_when_off_and_trial_inputs_made_small_with_the_latent(re
         assert torch.equal(x_trial[:, 32:], concat[:, :, ::2, ::4, ::4].to(x_trial.dtype))
     if kind == "hunyuan15_i2v":
         assert calls[0]["args"][5] is not None and calls[0]["args"][0][:, 32:].abs().max() > 0
+    if kind == "hunyuan15_distilled":  # each forward's time_r_in input, paired with the forward it ran in
+        by_forward = {n: emb for n, emb in time_r}
+        trials = [n for n, shape in enumerate(tokens, 1) if shape[1] == 3 * 2 * 2]
+        assert len(trials) == 12 and all(n in by_forward for n in trials), "time_r_in did not run in the trial"
+        pairs = [n for n in trials if n + 1 in by_forward and tokens[n][1] != 3 * 2 * 2]  # trial, then full
+        assert pairs and all(torch.equal(by_forward[n], by_forward[n + 1]) for n in pairs)

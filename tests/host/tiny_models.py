@@ -84,6 +84,11 @@ EXTRA_KINDS = {
         "hunyuan15_i2v", "tiny_hunyuan_video15.safetensors", "HunyuanVideo15", "HunyuanVideo15", 32,
         (1, 32, 3, 8, 8), ("EmptyHunyuanVideo15Latent", {"width": 128, "height": 128, "length": 9, "batch_size": 1}),
         "as hunyuan15 + clip_vision_output + concat_latent_image + concat_mask", {"double_block": 2, "single_block": 2}),
+    # the step-distilled checkpoints' layout: time_r_in.* (meanflow: the next sigma of the schedule embedded too)
+    "hunyuan15_distilled": ModelKind(
+        "hunyuan15_distilled", "tiny_hunyuan_video15_distilled.safetensors", "HunyuanVideo15", "HunyuanVideo15", 32,
+        (1, 32, 3, 8, 8), ("EmptyHunyuanVideo15Latent", {"width": 128, "height": 128, "length": 9, "batch_size": 1}),
+        "as hunyuan15", {"double_block": 2, "single_block": 2}),
 }
 """Kinds that are not in MODEL_KINDS (so the shared harness, the baseline tests and the server-side test
 conditioning node do not know them): written and conditioned by the tests that use them
@@ -136,15 +141,16 @@ def _build_module(kind):
                            qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
                            use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False, **common)
         return net, None
-    if kind in ("hunyuan15", "hunyuan15_i2v"):
+    if kind in ("hunyuan15", "hunyuan15_i2v", "hunyuan15_distilled"):
         from comfy.ldm.hunyuan_video.model import HunyuanVideo
         # detection: vision_in.proj.0 width 1152 -> HunyuanVideo15 (SigLIP vision tokens, meanflow_sum);
         # patch 1x1x1, in 65 = 32 latent + 32 start image + 1 mask, out 32; byt5_in.* -> ByT5 glyph tokens
-        # (fixed 1472 -> 2048 -> 2048 widths); cond_type_embedding.*; no vector_in, no guidance_in, no time_r_in
+        # (fixed 1472 -> 2048 -> 2048 widths); cond_type_embedding.*; no vector_in, no guidance_in;
+        # time_r_in.* (meanflow) only for the step-distilled layout
         net = HunyuanVideo(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None,
                            context_in_dim=4096, hidden_size=128, mlp_ratio=4.0, num_heads=1, depth=2,
                            depth_single_blocks=2, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 1, 1],
-                           qkv_bias=True, guidance_embed=False, byt5=True, meanflow=False,
+                           qkv_bias=True, guidance_embed=False, byt5=True, meanflow=kind == "hunyuan15_distilled",
                            use_cond_type_embedding=True, vision_in_dim=1152, meanflow_sum=True, **common)
         return net, None
     if kind == "ltxv":
