@@ -215,7 +215,8 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         model_sampling = guider.model_patcher.get_model_object("model_sampling")
         run = PreciseCacheRun(setup.lf, setup.block, sigmas.detach().float().cpu().tolist(), latent_shape,
                               model_sampling.percent_to_sigma, blocks_per_forward=len(support.block_keys),
-                              model_name=support.name, settings=setup.describe())
+                              model_name=support.name, settings=setup.describe(),
+                              patch_size=support.family.patch_size)
         options[RUN_KEY] = run
         options[FAMILY_KEY] = support.family
         for note in run.report.notes:
@@ -302,11 +303,17 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
         else:
             timing = run.needs_timing
             started = _synchronized_time(x) if timing else 0.0
-            with torch.no_grad():
-                trial_prediction = executor(*trial_args, **trial_kwargs)
-            run.decide(plan, trial_prediction)
-            if timing:
-                run.record_seconds(plan, _synchronized_time(x) - started, trial=True)
+            try:
+                with torch.no_grad():
+                    trial_prediction = executor(*trial_args, **trial_kwargs)
+            except RuntimeError as e:  # a size this network cannot run small: step aside, never crash
+                note = f"LFCache is off for this run: its trial forward failed on a {tuple(trial_args[0].shape)} latent ({e})"
+                run.stop_lf(plan, note)
+                log.warning("PreciseCache - %s", note)
+            else:
+                run.decide(plan, trial_prediction)
+                if timing:
+                    run.record_seconds(plan, _synchronized_time(x) - started, trial=True)
     if run.should_skip(plan):
         cached = run.reuse(plan, x)
         if cached is not None:

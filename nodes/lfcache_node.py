@@ -6,12 +6,17 @@ import dataclasses
 from comfy_api.latest import io
 
 from ..precisecache_core import LFCACHE_PRESETS, LFCacheConfig
-from ..precisecache_core.config import REUSE_MODES
+from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET, LF_METRICS, REUSE_MODES, SPEED_TARGET_RANGE
 from ..precisecache_core.trial import TRIAL_OPERATORS
 from .hooks import apply_setup
 from .inputs import CATEGORY, model_input, validation_result, window_inputs
 
-PRESETS = ["Base", "Turbo", "custom"]
+PRESETS = [*LFCACHE_PRESETS, "custom"]
+PRESET_HELP = ("Each preset asks for a share of the work, spent on the steps whose low-frequency change is "
+               "largest: " + ", ".join(f"{name} {config.speed_target:g}x less work" for name, config in
+                                       LFCACHE_PRESETS.items()) +
+               " (Base: closest to uncached; Turbo: visibly lossless on the benchmark models; Flash: fastest). "
+               "custom: use speed_target (or alpha when speed_target is 0).")
 
 
 class LFCacheNode(io.ComfyNode):
@@ -21,17 +26,23 @@ class LFCacheNode(io.ComfyNode):
             node_id="PreciseCacheLFCache",
             display_name="LFCache (PreciseCache)",
             category=CATEGORY,
-            description="Skips whole denoising steps whose low-frequency change is small. Each step first runs the "
-                        "model on a downsampled latent (a cheap trial); while the accumulated low-frequency "
-                        "difference stays below alpha x its largest value, the cached prediction is reused.",
+            description="Skips whole denoising steps whose low-frequency change is small, to reach a speed "
+                        "target. Each step first runs the model on a downsampled latent (a cheap trial); the "
+                        "steps whose low-frequency change is largest are computed, the others reuse the cached "
+                        "prediction, within the work budget the target allows.",
             inputs=[
                 model_input(),
-                io.Combo.Input("preset", options=PRESETS, default="Base",
-                               tooltip="Base: alpha 0.5 (best quality). Turbo: alpha 0.7 (more skips). "
-                                       "custom: use the alpha input below."),
-                io.Float.Input("alpha", default=0.5, min=0.0, max=2.0, step=0.01,
-                               tooltip="Only with preset 'custom'. Skip threshold as a fraction of the largest "
-                                       "low-frequency difference seen: larger skips more; 0 never skips."),
+                io.Combo.Input("preset", options=PRESETS, default=DEFAULT_LFCACHE_PRESET, tooltip=PRESET_HELP),
+                io.Float.Input("speed_target", default=LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target,
+                               min=0.0, max=SPEED_TARGET_RANGE[1], step=0.1,
+                               tooltip=f"Only with preset 'custom'. Times less work than uncached, "
+                                       f"{SPEED_TARGET_RANGE[0]:g} to {SPEED_TARGET_RANGE[1]:g} (trial forwards "
+                                       f"included), reached within a few percent on any model, sampler and step "
+                                       f"count. 0 = expert mode: use alpha instead."),
+                io.Float.Input("alpha", default=LFCacheConfig.alpha, min=0.0, max=2.0, step=0.01,
+                               tooltip="Expert mode (preset 'custom' with speed_target 0): skip threshold as a "
+                                       "fraction of the largest low-frequency difference seen; larger skips "
+                                       "more, 0 never skips. How many steps it skips differs between models."),
                 io.Int.Input("trial_downsample_t", default=2, min=1, max=16,
                              tooltip="Temporal pooling of the trial latent (latent frames per trial frame)."),
                 io.Int.Input("trial_downsample_h", default=4, min=1, max=16,
@@ -51,6 +62,11 @@ class LFCacheNode(io.ComfyNode):
                                tooltip="How the trial latent is made smaller: 'strided' keeps every n-th latent "
                                        "cell (keeps the noise level the model expects; measured better), "
                                        "'avg_pool' averages each window."),
+                io.Combo.Input("metric", options=list(LF_METRICS), default=LFCacheConfig.metric, optional=True,
+                               tooltip="What is compared with the threshold: 'accumulated' = the sum of the "
+                                       "step-to-step low-frequency changes since the last computed step (the "
+                                       "paper's; measured better), 'drift' = the change of this step's trial from "
+                                       "the last computed step's trial."),
             ],
             outputs=[io.Model.Output(tooltip="The model with LFCache; connect it to any sampler.")],
         )
@@ -60,30 +76,26 @@ class LFCacheNode(io.ComfyNode):
         return validation_result(config_from_inputs, **kwargs)
 
     @classmethod
-    def execute(cls, model, preset: str, alpha: float, trial_downsample_t: int, trial_downsample_h: int,
-                trial_downsample_w: int, lowpass_radius: float, start_percent: float, end_percent: float,
-                max_consecutive_skips: int = 0, reuse: str = "output",
-                trial_operator: str = "strided") -> io.NodeOutput:
-        config = config_from_inputs(preset=preset, alpha=alpha, trial_downsample_t=trial_downsample_t,
-                                    trial_downsample_h=trial_downsample_h, trial_downsample_w=trial_downsample_w,
-                                    lowpass_radius=lowpass_radius, start_percent=start_percent,
-                                    end_percent=end_percent, max_consecutive_skips=max_consecutive_skips,
-                                    reuse=reuse, trial_operator=trial_operator)
-        return io.NodeOutput(apply_setup(model, lf=config))
+    def execute(cls, model, **inputs) -> io.NodeOutput:
+        return io.NodeOutput(apply_setup(model, lf=config_from_inputs(**inputs)))
 
 
-def config_from_inputs(preset: str = "Base", alpha: float = 0.5, trial_downsample_t: int = 2,
-                       trial_downsample_h: int = 4, trial_downsample_w: int = 4, lowpass_radius: float = 0.2,
-                       start_percent: float = 0.0, end_percent: float = 1.0, max_consecutive_skips: int = 0,
-                       reuse: str = "output", trial_operator: str = "strided", **_ignored) -> LFCacheConfig:
-    """The validated LFCache config for the node's inputs (ValueError naming the bad input)."""
+def config_from_inputs(preset: str = DEFAULT_LFCACHE_PRESET, speed_target: float | None = None,
+                       alpha: float = LFCacheConfig.alpha, trial_downsample_t: int = 2, trial_downsample_h: int = 4,
+                       trial_downsample_w: int = 4, **options) -> LFCacheConfig:
+    """The validated LFCache config for the node's inputs (ValueError naming the bad input).
+
+    ``options``: the remaining LFCacheConfig fields by name (window, skip limit, reuse, trial operator,
+    metric); anything else (ComfyUI's hidden inputs) is ignored."""
     if preset not in PRESETS:
         raise ValueError(f"preset = {preset!r} is not allowed: choose one of {PRESETS}")
-    # the alpha widget is used only by 'custom', but a bad value is refused whatever the preset
-    # (validate_inputs takes **kwargs, so ComfyUI's own min/max checks are skipped for every input)
-    LFCacheConfig(alpha=alpha).validate()
-    base = LFCACHE_PRESETS.get(preset, LFCacheConfig(alpha=alpha))
+    if speed_target is None:
+        speed_target = LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target
+    # the speed_target and alpha widgets are used only by 'custom', but a bad value is refused whatever
+    # the preset (validate_inputs takes **kwargs, so ComfyUI's own min/max checks are skipped)
+    LFCacheConfig(speed_target=speed_target, alpha=alpha).validate()
+    base = LFCACHE_PRESETS.get(preset, LFCacheConfig(speed_target=speed_target, alpha=alpha))
+    fields = {f.name for f in dataclasses.fields(LFCacheConfig)} - {"speed_target", "alpha", "trial_downsample"}
     return dataclasses.replace(
         base, trial_downsample=(trial_downsample_t, trial_downsample_h, trial_downsample_w),
-        lowpass_radius=lowpass_radius, start_percent=start_percent, end_percent=end_percent,
-        max_consecutive_skips=max_consecutive_skips, reuse=reuse, trial_operator=trial_operator).validate()
+        **{k: v for k, v in options.items() if k in fields}).validate()

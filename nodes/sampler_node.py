@@ -8,12 +8,15 @@ import nodes as comfy_nodes
 from comfy_api.latest import io
 
 from ..precisecache_core import SAMPLER_PRESETS
+from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET
 from ..precisecache_core.trial import check_factors_fit
 from .hooks import apply_setup, get_setup
 from .inputs import CATEGORY
 
-PRESET_HELP = ("Flash: LFCache alpha 0.5 + BlockCache 40% pivotal, refresh 3 (fastest). Turbo: LFCache alpha 0.7. "
-               "Base: LFCache alpha 0.5 (closest to uncached). off: plain KSampler.")
+PRESET_HELP = ("LFCache speed targets: " + ", ".join(
+    f"{name} {lf.speed_target:g}x less work" for name, (lf, block) in SAMPLER_PRESETS.items() if lf and not block) +
+    " (Base: closest to uncached; Turbo: visibly lossless on the benchmark models; Flash: fastest). "
+    "paper Flash: the paper's alpha 0.5 + BlockCache 40% pivotal, refresh 3 (for deep models). off: plain KSampler.")
 
 
 class PreciseCacheSamplerNode(io.ComfyNode):
@@ -26,7 +29,8 @@ class PreciseCacheSamplerNode(io.ComfyNode):
             description="KSampler with PreciseCache applied in one node. " + PRESET_HELP,
             inputs=[
                 io.Model.Input("model", tooltip="Wan 2.1/2.2, HunyuanVideo or LTX-Video model."),
-                io.Combo.Input("preset", options=list(SAMPLER_PRESETS), default="Turbo", tooltip=PRESET_HELP),
+                io.Combo.Input("preset", options=list(SAMPLER_PRESETS), default=DEFAULT_LFCACHE_PRESET,
+                               tooltip=PRESET_HELP),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="The random seed used for creating the noise."),
                 io.Int.Input("steps", default=30, min=1, max=10000,

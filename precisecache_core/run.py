@@ -72,7 +72,7 @@ class PreciseCacheRun:
 
     def __init__(self, lf: LFCacheConfig | None, block: BlockCacheConfig | None, schedule: Sequence[float],
                  latent_shape: Sequence[int], percent_to_sigma, blocks_per_forward: int = 0,
-                 model_name: str = "", settings: str = ""):
+                 model_name: str = "", settings: str = "", patch_size: tuple[int, int, int] = (1, 1, 1)):
         self.lf = lf
         self.block = block
         self.clock = StepClock.from_schedule(schedule)
@@ -90,10 +90,10 @@ class PreciseCacheRun:
         self.lf_active = bool(lf) and lf.skips and caching
         self.block_active = bool(block) and block.pivotal_ratio < 1.0 and caching
         step_sigmas = self.clock.sigmas[:-1] if len(self.clock.sigmas) > 1 else self.clock.sigmas
-        self.trial_factors = effective_factors(lf.trial_downsample, self.latent_shape) if lf else None
+        self.trial_factors = effective_factors(lf.trial_downsample, self.latent_shape, patch_size) if lf else None
         self.policy: StepPolicy | None = None
         if lf:
-            self.report.trial_token_ratio = token_ratio(lf.trial_downsample, self.latent_shape)
+            self.report.trial_token_ratio = token_ratio(lf.trial_downsample, self.latent_shape, patch_size)
             self.report.speed_target = lf.speed_target
             lf_window = StepClock.from_schedule(schedule, percent_to_sigma(lf.start_percent),
                                                 percent_to_sigma(lf.end_percent))

@@ -65,16 +65,35 @@ def _thw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     raise ValueError(f"expected a latent of shape [B, C, T, H, W] or [B, C, H, W], got {tuple(shape)}")
 
 
-def effective_factors(factors: tuple[int, int, int], latent_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """Factors actually applied: the temporal factor is dropped for single-frame latents."""
-    t, _, _ = _thw(latent_shape)
-    return (1 if t == 1 else factors[0], factors[1], factors[2])
+def _fitting_factor(size: int, factor: int, patch: int) -> int:
+    """The factor nearest to ``factor`` (the larger on a tie) whose trial length ⌈size/f⌉ is a whole
+    number of patches, when the full length is: some networks (HunyuanVideo) reshape their output
+    on the token grid and fail on a partial patch. ``factor`` itself when nothing fits."""
+    if patch <= 1 or size % patch or -(-size // factor) % patch == 0:
+        return factor
+    for distance in range(1, size):
+        for f in (factor + distance, factor - distance):
+            if 1 <= f <= size and -(-size // f) % patch == 0:
+                return f
+    return factor
 
 
-def token_ratio(factors: tuple[int, int, int], latent_shape: tuple[int, ...]) -> float:
+def effective_factors(factors: tuple[int, int, int], latent_shape: tuple[int, ...],
+                      patch_size: tuple[int, int, int] = (1, 1, 1)) -> tuple[int, int, int]:
+    """Factors actually applied: the temporal factor is dropped for single-frame latents, and each
+    factor is moved to the nearest one that leaves a whole number of the family's patches
+    (e.g. HunyuanVideo at 720p: latent height 90, 90/4 → 23 rows is odd for its 2×2 patches, so 5 →
+    18 rows is used)."""
+    dims = _thw(latent_shape)
+    wanted = (1 if dims[0] == 1 else factors[0], factors[1], factors[2])
+    return tuple(_fitting_factor(d, f, p) for d, f, p in zip(dims, wanted, patch_size))  # type: ignore[return-value]
+
+
+def token_ratio(factors: tuple[int, int, int], latent_shape: tuple[int, ...],
+                patch_size: tuple[int, int, int] = (1, 1, 1)) -> float:
     """Trial tokens ÷ full tokens (before patching), e.g. 1/32 for 2×4×4 on a divisible latent."""
     t, h, w = _thw(latent_shape)
-    ft, fh, fw = effective_factors(factors, latent_shape)
+    ft, fh, fw = effective_factors(factors, latent_shape, patch_size)
     return (-(-t // ft) * -(-h // fh) * -(-w // fw)) / float(t * h * w)
 
 

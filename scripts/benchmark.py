@@ -259,7 +259,7 @@ def scenario_configs(args) -> list[ScenarioConfig]:
     only = tuple(s for s in (args.methods or "").split(",") if s)
     if args.smoke:
         return [ScenarioConfig("main", size=64, frames=args.frames or 9, steps=12, cfg=args.cfg, pairs=2, repeats=1,
-                               alphas=(0.5, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
+                               alphas=(0.5, 1.5), targets=(2.0,), drift_targets=(), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
                                lazy_thresholds=(0.2,),
                                easy_shipped_thresholds=(0.2,), open_points=False, avg_pool_alphas=(), only=only)]
     out = []
@@ -514,6 +514,15 @@ class RunRecord:
     input_mutations: int = 0
     model_calls: int = 0
     report_speedup: float | None = None
+    trial_work: float | None = None
+    """Trial work in full-call units as the run report counts it (batch share × token ratio)."""
+    stepped_aside: bool = False
+    """LFCache stepped aside in this run (its trial would have made the run slower than uncached)."""
+
+    def cost(self, blocks_per_forward: int) -> float:
+        """Counted work of this run, in full forwards."""
+        trial = self.trial_work if self.trial_work is not None else self.trial_forwards * self.token_ratio
+        return self.full_forwards + trial - self.blocks_reused / blocks_per_forward
 
 
 def pairs_for(n: int) -> list[tuple[int, str]]:
@@ -569,6 +578,8 @@ def run_scenario(bench: Bench, cfg: ScenarioConfig, log=print) -> dict:
                     rec.token_ratio = rep_.trial_token_ratio
                     rec.cache_bytes = rep_.cache_bytes_peak
                     rec.report_speedup = rep_.estimated_speedup
+                    rec.trial_work = rep_.trial_work
+                    rec.stepped_aside = any("stepped aside" in note for note in rep_.notes)
                     ok = (rec.hook_full == rec.full_forwards and rec.hook_trial == rec.trial_forwards
                           and rec.hook_blocks == rec.blocks_computed)
                     rec.count_check = "ok" if ok else (f"MISMATCH report full/trial/blocks {rec.full_forwards}/"
@@ -654,8 +665,7 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
             ssims.append(s)
         # counted work, summed over pairs (repeat 0; later repeats are identical runs)
         tot_unc = sum(unc_full[r.pair] for r in first)
-        cost = sum(r.full_forwards + r.trial_forwards * r.token_ratio - r.blocks_reused / bench.blocks_per_forward
-                   for r in first)
+        cost = sum(r.cost(bench.blocks_per_forward) for r in first)
         ideal = tot_unc / cost if cost > 0 else None
         speedup = 1.0 / ratio if ratio else None
         n = len(first)
@@ -686,6 +696,8 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
             "speedup_cpu": (1.0 / cpu_ratio) if cpu_ratio else None,
             "realized_over_ideal_cpu": (1.0 / cpu_ratio / ideal) if (cpu_ratio and ideal) else None,
             "report_estimated_speedup_mean": _mean([r.report_speedup for r in first]),
+            "work_speedup_per_pair": [unc_full[r.pair] / r.cost(bench.blocks_per_forward) for r in first],
+            "stepped_aside_pairs": [r.pair for r in first if r.stepped_aside],
             "psnr_identical": m.name == "uncached" or (len(finite) == 0),
             "psnr_identical_pairs": len(psnrs) - len(finite),
             "psnr_mean": (sum(finite) / len(finite)) if finite else None,

@@ -162,12 +162,14 @@ def note(node_id: int, pos, text: str, width: float = 420, height: float = 260, 
     return Node(node_id, "Note", pos, {"text": text}, title=title, width=width, height=height)
 
 
-def lfcache(node_id, pos, model, preset="Base", alpha=0.5, group="PreciseCache", **window) -> Node:
+def lfcache(node_id, pos, model, preset="Turbo", speed_target=2.0, alpha=0.5, group="PreciseCache",
+            **window) -> Node:
     return Node(node_id, "PreciseCacheLFCache", pos, {
-        "preset": preset, "alpha": alpha, "trial_downsample_t": 2, "trial_downsample_h": 4, "trial_downsample_w": 4,
+        "preset": preset, "speed_target": speed_target, "alpha": alpha, "trial_downsample_t": 2,
+        "trial_downsample_h": 4, "trial_downsample_w": 4,
         "lowpass_radius": 0.2, "start_percent": window.get("start_percent", 0.0),
         "end_percent": window.get("end_percent", 1.0), "max_consecutive_skips": 0, "reuse": "output",
-        "trial_operator": "strided"},
+        "trial_operator": "strided", "metric": "accumulated"},
         {"model": model}, group=group)
 
 
@@ -188,13 +190,15 @@ def report_text(node_id, pos, report_id, group="Report") -> Node:
                 height=250, group=group)
 
 
-PRESET_TABLE = """Presets (LFCache preset / BlockCache):
-- Base: LFCache alpha 0.5, no BlockCache. Closest to the uncached video.
-- Turbo: LFCache alpha 0.7. More skipped steps, for drafts.
-- Flash: LFCache Base + BlockCache (40 % pivotal blocks, refresh 3). Fastest.
-To go from Flash to Base, bypass the BlockCache node (select it, Ctrl+B).
-Schedules of 8 steps or fewer (4-step LoRAs) are never cached.
-The Report node shows which steps were skipped and how many blocks were reused."""
+PRESET_TABLE = """LFCache presets are speed targets (work of the uncached run / work of this run, trials included):
+- Base: 1.5x. Closest to the uncached video.
+- Turbo: 2x (default). Visibly lossless on the benchmark models.
+- Flash: 2.5x. Fastest preset; small differences.
+- custom: any speed_target from 1.1 to 6 (or 0 for the paper's alpha rule).
+The cache computes the steps whose low-frequency change is largest and reuses the others.
+BlockCache (optional) also reuses the residuals of non-pivotal blocks inside computed steps; bypass it
+(select it, Ctrl+B) if detail suffers. Schedules of 8 steps or fewer (4-step LoRAs) are never cached.
+The Report node shows the target, the work saved, the skipped steps and the reused blocks."""
 
 
 # ----------------------------------------------------------------------------------- workflows
@@ -208,18 +212,18 @@ def demo_workflow() -> Workflow:
             "linear stand-in VAE) trained on procedural clips: pick a prompt from the list. "
             "It ships in the pack's models/ folder, which the pack lists under diffusion_models: "
             "nothing to copy or download.\n\n"
-            "Settings: LFCache custom alpha 1.0 (measured on this model: ~2.3x less work at ~31 dB PSNR vs "
+            "Settings: LFCache Turbo (2x less work; measured on this model at ~35 dB PSNR vs "
             "uncached; see docs/benchmark.md), BlockCache wired but off (pivotal_ratio 1.0): with only 4 "
             "blocks, reusing 2 of them costs more quality than it saves; use 0.4 (Flash) on deep models "
             "(30-60 blocks). 50 euler steps, cfg 5. The Report node plots the low-frequency difference per "
             "step, the skip threshold, the skipped steps (green) and the reused blocks per step. Set LFCache "
-            "alpha 0 to compare with an uncached run.\n\n" + PRESET_TABLE)
+            "preset custom, speed_target 0, alpha 0 to compare with an uncached run.\n\n" + PRESET_TABLE)
     nodes = [
         Node(1, "UNETLoader", (COL[0], 0), {"unet_name": DEMO_MODEL, "weight_dtype": "default"}, group="Model"),
         Node(2, "PreciseCacheDemoConditioning", (COL[0], 150), {"prompt": prompt}, group="Model"),
         Node(3, "EmptyHunyuanLatentVideo", (COL[0], 300), {"width": 128, "height": 128, "length": 9,
                                                          "batch_size": 1}, group="Model"),
-        lfcache(4, (COL[1], 0), (1, 0), preset="custom", alpha=1.0),
+        lfcache(4, (COL[1], 0), (1, 0)),
         blockcache(5, (COL[1], 330), (4, 0), pivotal_ratio=1.0),
         Node(6, "KSampler", (COL[2], 0), {"seed": 0, "steps": 50, "cfg": 5.0, "sampler_name": "euler",
                                           "scheduler": "simple", "denoise": 1.0},
@@ -259,12 +263,11 @@ WAN_GROUPS = {"Load models": "#3f789e", "Prompt": "#3f789e", "PreciseCache": "#3
 
 def wan21_t2v_workflow() -> Workflow:
     text = ("Wan 2.1 T2V 1.3B + PreciseCache.\n\n"
-            "Recommended: Base (LFCache alpha 0.5, as set here) for final renders; Turbo (alpha 0.7) for "
-            "drafts. The 1.3B model is small, so BlockCache (Flash) saves less per block than on 14B models; "
-            "add it (PreciseCache BlockCache after LFCache) when rendering many frames.\n\n"
-            "Why: at 30 uni_pc steps the low-frequency layout settles early, so late steps whose "
-            "low-frequency change stays under alpha x its largest value are reused from the cache. "
-            "Compare with the uncached video (set alpha 0) before trusting a preset on your prompts.\n\n"
+            "Set here: LFCache Turbo (2x less work). Base (1.5x) for final renders, Flash (2.5x) for drafts. "
+            "The 1.3B model is small, so BlockCache saves less per block than on 14B models.\n\n"
+            "Why: at 30 uni_pc steps the low-frequency layout settles early; the cache spends its work budget "
+            "on the steps whose low-frequency change is largest and reuses the others. Compare with the "
+            "uncached video (custom, speed_target 0, alpha 0) before trusting a preset on your prompts.\n\n"
             + PRESET_TABLE)
     nodes = [
         Node(1, "UNETLoader", (COL[0], 0), {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors",
@@ -292,9 +295,9 @@ def wan21_t2v_workflow() -> Workflow:
 
 def wan21_i2v_workflow() -> Workflow:
     text = ("Wan 2.1 I2V 480p 14B + PreciseCache.\n\n"
-            "Recommended: Flash (LFCache Base + BlockCache 40 % / 3, as set here). The start image fixes the "
-            "layout, so the low-frequency content changes little after the first steps and the 14B model's "
-            "40 blocks leave much to reuse. Use Base (bypass BlockCache) if fine motion suffers.\n\n"
+            "Set here: LFCache Turbo (2x) + BlockCache 40 % / 3. The start image fixes the layout, so the "
+            "low-frequency content changes little after the first steps and the 14B model's 40 blocks leave "
+            "much to reuse. Bypass BlockCache, or use LFCache Base, if fine motion suffers.\n\n"
             "At 20 steps there are few steps to skip; with more steps PreciseCache skips more.\n"
             "Put your start image in ComfyUI/input (example.png is ComfyUI's sample).\n\n" + PRESET_TABLE)
     nodes = [
@@ -333,10 +336,11 @@ def wan22_t2v_workflow() -> Workflow:
             "Each expert is patched on its own and each KSamplerAdvanced is its own sampling run, with its own "
             "decisions and its own report. start/end_percent refer to the whole schedule (sigmas), not to "
             "one sampler's steps.\n\n"
-            "Recommended: high-noise expert Base (LFCache alpha 0.5, no BlockCache): it lays out the scene "
-            "and the motion, which users lose first when early steps are skipped. Low-noise expert Flash "
-            "(LFCache Base + BlockCache 40 % / 3): its steps refine high-frequency detail while the "
-            "low-frequency content barely moves, which is exactly what LFCache measures.\n\n"
+            "Set here: high-noise expert LFCache Base (1.5x, no BlockCache): it lays out the scene and the "
+            "motion, which users lose first when early steps are skipped. Low-noise expert LFCache Turbo "
+            "(2x) + BlockCache 40 % / 3: its steps refine high-frequency detail while the low-frequency "
+            "content barely moves, which is exactly what LFCache measures. Each sampler run meets its own "
+            "target.\n\n"
             "With the 4-step Lightning LoRAs (2 + 2 steps) nothing is cached: schedules of 8 steps or fewer "
             "are left alone.\n\n" + PRESET_TABLE)
     nodes = [
@@ -359,7 +363,7 @@ def wan22_t2v_workflow() -> Workflow:
                                           "lighting, clean background, cinematic slow-motion portrait."),
         Node(9, "EmptyHunyuanLatentVideo", (COL[1], 460), {"width": 640, "height": 640, "length": 81,
                                                          "batch_size": 1}, group="Prompt"),
-        lfcache(10, (COL[2], 0), (5, 0)),
+        lfcache(10, (COL[2], 0), (5, 0), preset="Base", speed_target=1.5),
         lfcache(11, (COL[2], 330), (6, 0)),
         blockcache(12, (COL[2], 660), (11, 0)),
         Node(13, "KSamplerAdvanced", (COL[3], 0), {
@@ -384,9 +388,9 @@ def wan22_t2v_workflow() -> Workflow:
 
 def hunyuan_t2v_workflow() -> Workflow:
     text = ("HunyuanVideo T2V 720p + PreciseCache.\n\n"
-            "Recommended: Flash (LFCache Base + BlockCache 40 % / 3, as set here). HunyuanVideo has 20 double "
-            "and 40 single blocks; BlockCache reuses the residuals of the non-pivotal ones inside computed "
-            "steps. Drop to Base (bypass BlockCache) if detail suffers.\n\n"
+            "Set here: LFCache Turbo (2x) + BlockCache 40 % / 3. HunyuanVideo has 20 double and 40 single "
+            "blocks; BlockCache reuses the residuals of the non-pivotal ones inside computed steps. Bypass "
+            "BlockCache if detail suffers.\n\n"
             "Select an fp8 weight_dtype if you run out of memory; lower VAEDecodeTiled's tile_size and "
             "overlap if decoding does.\n\n" + PRESET_TABLE)
     nodes = [
@@ -429,9 +433,9 @@ def hunyuan_t2v_workflow() -> Workflow:
 
 def ltxv_t2v_workflow() -> Workflow:
     text = ("LTX-Video 2B v0.9.5 T2V + PreciseCache.\n\n"
-            "Recommended: Base (LFCache alpha 0.5, as set here). LTX-Video is already fast and its latent is "
+            "Set here: LFCache Base (1.5x). LTX-Video is already fast and its latent is "
             "small (32x spatial compression), so a trial forward costs relatively more and BlockCache saves "
-            "little; Turbo (alpha 0.7) for drafts.\n\n"
+            "little; Turbo (2x) for drafts.\n\n"
             "This model needs long descriptive prompts; short prompts hurt quality more than any cache.\n\n"
             + PRESET_TABLE)
     nodes = [
@@ -453,7 +457,7 @@ def ltxv_t2v_workflow() -> Workflow:
              group="Prompt"),
         Node(6, "EmptyLTXVLatentVideo", (COL[1], 560), {"width": 768, "height": 512, "length": 97,
                                                       "batch_size": 1}, group="Prompt"),
-        lfcache(7, (COL[2], 0), (1, 0)),
+        lfcache(7, (COL[2], 0), (1, 0), preset="Base", speed_target=1.5),
         Node(8, "KSamplerSelect", (COL[3], 0), {"sampler_name": "euler"}, group="Sample"),
         Node(9, "LTXVScheduler", (COL[3], 100), {"steps": 30, "max_shift": 2.05, "base_shift": 0.95,
                                                  "stretch": True, "terminal": 0.1}, {"latent": (6, 0)},

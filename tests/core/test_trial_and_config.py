@@ -75,3 +75,16 @@ def test_step_clock_maps_heun_and_midpoints():
     window = StepClock.from_schedule([1.0, 0.5, 0.0], start_sigma=0.9, end_sigma=0.1)
     assert not window.in_window(1.0) and window.in_window(0.5) and not window.in_window(0.1)
     assert math.isinf(StepClock.from_schedule([1.0, 0.0]).start_sigma)
+
+
+def test_trial_factors_keep_whole_patches_where_the_full_latent_has_them():
+    """HunyuanVideo at 720p: latent height 90 → 90/4 gives 23 rows, an odd count its 2×2 patches cannot
+    tile (ComfyUI's final reshape fails); the nearest factor leaving whole patches is used instead."""
+    from precisecache_core.trial import effective_factors, token_ratio
+    shape = (1, 16, 33, 90, 160)
+    ft, fh, fw = effective_factors((2, 4, 4), shape, (1, 2, 2))
+    assert (ft, fw) == (2, 4) and fh in (3, 5)
+    assert -(-90 // fh) % 2 == 0 and -(-160 // fw) % 2 == 0
+    assert effective_factors((2, 4, 4), shape) == (2, 4, 4)  # no patch constraint: as asked
+    assert effective_factors((2, 4, 4), (1, 16, 3, 15, 16), (1, 2, 2))[1] == 4  # odd full height: left as is
+    assert token_ratio((2, 4, 4), shape, (1, 2, 2)) == (17 * -(-90 // fh) * 40) / (33 * 90 * 160)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-LF_DEFAULTS = dict(preset="custom", alpha=0.5, trial_downsample_t=2, trial_downsample_h=4, trial_downsample_w=4,
+LF_DEFAULTS = dict(preset="custom", speed_target=0.0, alpha=0.5, trial_downsample_t=2, trial_downsample_h=4, trial_downsample_w=4,
                    lowpass_radius=0.2, start_percent=0.0, end_percent=1.0)
 BLOCK_DEFAULTS = dict(pivotal_ratio=0.4, refresh_interval=3, start_percent=0.0, end_percent=1.0)
 
@@ -120,8 +120,10 @@ def spy_on_runs(pack, monkeypatch):
 
         def finish(self, interrupted=False):
             buffers.extend(weakref.ref(t) for pair in self._outputs.values() for t in pair if t is not None)
-            if self._prev_trial is not None:
-                buffers.append(weakref.ref(self._prev_trial))
+            policy = self.policy
+            for trial in ((policy._prev_trial, policy._reference) if policy is not None else ()):
+                if trial is not None:
+                    buffers.append(weakref.ref(trial))
             if self.blocks is not None:
                 buffers.extend(weakref.ref(t) for s in self.blocks._slots.values() for t in s.residuals.values())
             return super().finish(interrupted)

@@ -62,11 +62,19 @@ def test_counts_consistent_and_cross_checked(smoke):
     blocks = results["meta"]["blocks_per_forward"]
     methods = _methods(results)
     ours = [m for m in methods.values() if m["kind"] == "precisecache"]
-    assert {"lf_a0.5", "flash_a0.5", "block_c0.4_L3"} <= set(methods)
+    assert {"lf_a0.5", "flash_a0.5", "block_c0.4_L3", "target_2"} <= set(methods)
     for m in ours:
         assert m["count_check"] == ["ok"], (m["name"], m["count_check"])  # RunReport == independent hooks
         assert m["full_forwards"] + m["reused_forwards"] == steps
-        if "lf" in m["params"]:
+        target = (m["params"].get("lf") or {}).get("speed_target")
+        if target:  # the work of every run within 10 % of the target, unless LFCache stepped aside
+            assert 0 < m["trial_forwards"] < steps and 0 < m["trial_token_ratio"] < 0.1
+            for pair, speedup in enumerate(m["work_speedup_per_pair"]):
+                if pair in m["stepped_aside_pairs"]:  # measured: the trial costs too much time at 64 px on a CPU
+                    assert speedup <= 1.0
+                else:
+                    assert abs(speedup / target - 1) <= 0.1, (m["name"], pair, speedup)
+        elif "lf" in m["params"]:  # the α rule: a trial at every step of a full window
             assert m["trial_forwards"] == steps and 0 < m["trial_token_ratio"] < 0.1
         else:
             assert m["trial_forwards"] == 0

@@ -21,7 +21,7 @@ def _run(comfyui_dir, *args, timeout=300):
 def test_demo_runs_headless_and_prints_report_progress_and_output(comfyui_dir, tmp_path):
     result = _run(comfyui_dir, "--demo-dir", tmp_path / "run")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "PreciseCache - skipped" in result.stdout and "less work counted" in result.stdout
+    assert "PreciseCache - skipped" in result.stdout and "work saved" in result.stdout
     assert "step 50/50" in result.stdout
     outputs = [Path(line.split(": ", 1)[1]) for line in result.stdout.splitlines() if "] image: " in line]
     videos = [p for p in outputs if p.suffix == ".webp"]
