@@ -29,8 +29,10 @@ import comfy.patcher_extension
 
 from ..precisecache_core import BlockCacheConfig, LFCacheConfig, PreciseCacheRun, RunReport
 from ..precisecache_core.families import BlockSpec, FamilyAdapter
+from ..precisecache_core.rank_sync import for_run as rank_sync_for_run, sample_group_of
 from ..precisecache_core.trial import check_factors_fit
-from ..precisecache_core.trial_inputs import MODEL_GEOMETRY_KEY, TrialInputError, record_model_geometry, trial_call
+from ..precisecache_core.trial_inputs import (MODEL_GEOMETRY_KEY, TrialInputError, cond_index, record_model_geometry,
+                                              select_stream, trial_call)
 from .models import model_support
 
 WRAPPER_KEY = "precisecache"
@@ -76,10 +78,11 @@ class PreciseCacheSetup:
             lf = self.lf
             rule = f"speed target {lf.speed_target:g}x" if lf.speed_target else f"alpha={lf.alpha:g}"
             parts.append(f"LFCache {rule} metric={lf.metric} trial={'x'.join(map(str, lf.trial_downsample))} "
-                         f"{lf.trial_operator} radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
+                         f"{lf.trial_operator} on {lf.trial_streams} streams radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
         if self.block:
             b = self.block
-            parts.append(f"BlockCache pivotal={b.pivotal_ratio:g} refresh={b.refresh_interval} "
+            mode = f" threshold={b.change_threshold:g}" if b.mode == "trial_guided" else ""
+            parts.append(f"BlockCache {b.mode}{mode} pivotal={b.pivotal_ratio:g} refresh={b.refresh_interval} "
                          f"window={b.start_percent:g}-{b.end_percent:g} ranking={b.ranking}")
         return "; ".join(parts) or "off"
 
@@ -171,7 +174,8 @@ def _install_block_patches(model, blocks: dict[tuple[str, int], BlockSpec]) -> N
 
 
 class BlockPatch:
-    """Replacement for one transformer block: computes it, or adds its cached residual."""
+    """Replacement for one transformer block: computes it, or adds its cached residual. In the trial
+    forward it only computes, recording the block's trial residual for trial-guided BlockCache."""
 
     def __init__(self, block_key: tuple[str, int], spec: BlockSpec, previous=None):
         self.block_key = block_key
@@ -188,6 +192,8 @@ class BlockPatch:
         plan = options.get(PLAN_KEY)
         run: PreciseCacheRun | None = options.get(RUN_KEY)
         if plan is None or run is None or plan.block_phase is None:
+            if run is not None and options.get(TRIAL_KEY) and run.guides_blocks:
+                return run.trial_block(self.block_key, args, compute, self.in_place_tensors)
             return compute(args)
         return run.run_block(plan, self.block_key, args, compute, self.in_place_tensors)
 
@@ -216,7 +222,8 @@ def outer_sample_wrapper(executor, *args, **kwargs):
         run = PreciseCacheRun(setup.lf, setup.block, sigmas.detach().float().cpu().tolist(), latent_shape,
                               model_sampling.percent_to_sigma, blocks_per_forward=len(support.block_keys),
                               model_name=support.name, settings=setup.describe(),
-                              patch_size=support.family.patch_size)
+                              patch_size=support.family.patch_size,
+                              sync=rank_sync_for_run(sample_group_of(options), support.block_keys))
         options[RUN_KEY] = run
         options[FAMILY_KEY] = support.family
         for note in run.report.notes:
@@ -278,6 +285,19 @@ def sampler_sample_wrapper(executor, *args, **kwargs):
     return executor(*args, **kwargs)
 
 
+def _trial_streams(streams: str, family: FamilyAdapter, args: tuple, kwargs: dict,
+                   options: dict) -> tuple[tuple, dict, dict]:
+    """The call's inputs for the trial: the cond stream alone of a batched cond+uncond call when
+    ``streams`` is 'cond' (half the trial's cost; the decision follows the conditional prediction),
+    else all streams. Returns (args, kwargs, transformer_options of those inputs)."""
+    cond_or_uncond = options.get("cond_or_uncond") or ()
+    index = cond_index(cond_or_uncond)
+    if streams != "cond" or len(cond_or_uncond) < 2 or index is None:
+        return args, kwargs, options
+    stream_args, stream_kwargs = select_stream(family, args, kwargs, len(cond_or_uncond), index)
+    return stream_args, stream_kwargs, _transformer_options(stream_args, stream_kwargs) or options
+
+
 def _trial_options(options: dict) -> dict:
     trial_options = {k: v for k, v in options.items() if k != PLAN_KEY}
     trial_options[TRIAL_KEY] = True
@@ -295,8 +315,10 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     plan = run.begin_call(options.get("uuids") or ("stream",), sigma, batch=int(x.shape[0]))
     if plan.needs_trial:
         try:
-            trial_args, trial_kwargs = trial_call(options[FAMILY_KEY], args, kwargs, run.trial_factors,
-                                                  run.lf.trial_operator, _trial_options(options))
+            stream_args, stream_kwargs, stream_options = _trial_streams(run.lf.trial_streams, options[FAMILY_KEY],
+                                                                        args, kwargs, options)
+            trial_args, trial_kwargs = trial_call(options[FAMILY_KEY], stream_args, stream_kwargs, run.trial_factors,
+                                                  run.lf.trial_operator, _trial_options(stream_options))
         except TrialInputError as e:  # not foreseeable from the conditioning: step aside, never crash
             run.stop_lf(plan, f"LFCache is off for this run: its trial cannot take input {e}")
             log.warning("PreciseCache - LFCache is off for this run: its trial cannot take input %s", e)

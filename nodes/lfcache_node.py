@@ -6,7 +6,8 @@ import dataclasses
 from comfy_api.latest import io
 
 from ..precisecache_core import LFCACHE_PRESETS, LFCacheConfig
-from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET, LF_METRICS, REUSE_MODES, SPEED_TARGET_RANGE
+from ..precisecache_core.config import (DEFAULT_LFCACHE_PRESET, LF_METRICS, REUSE_MODES, SPEED_TARGET_RANGE,
+                                        TRIAL_STREAMS)
 from ..precisecache_core.trial import TRIAL_OPERATORS
 from .hooks import apply_setup
 from .inputs import CATEGORY, model_input, validation_result, window_inputs
@@ -67,6 +68,15 @@ class LFCacheNode(io.ComfyNode):
                                        "step-to-step low-frequency changes since the last computed step (the "
                                        "paper's; measured better), 'drift' = the change of this step's trial from "
                                        "the last computed step's trial."),
+                io.Combo.Input("trial_streams", options=list(TRIAL_STREAMS), default=LFCacheConfig.trial_streams,
+                               optional=True,
+                               tooltip="With CFG, which streams the trial runs on: 'cond' = the conditional "
+                                       "prediction alone (half the trial's cost; measured as good), 'all' = "
+                                       "cond and uncond, as the model is called."),
+                io.Boolean.Input("step_aside", default=LFCacheConfig.step_aside, optional=True,
+                                 tooltip="When the trial's measured time would make sampling slower than "
+                                         "uncached (tiny videos, where a forward's fixed costs dominate), compute "
+                                         "every step and say so in the report."),
             ],
             outputs=[io.Model.Output(tooltip="The model with LFCache; connect it to any sampler.")],
         )

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .lowpass import DEFAULT_RADIUS, check_radius
 from .trial import DEFAULT_TRIAL_DOWNSAMPLE, TRIAL_OPERATORS, check_factors
 
+if TYPE_CHECKING:
+    from .preset_store import PresetOrigin
+
 REUSE_MODES = ("output", "residual")
 LF_METRICS = ("accumulated", "drift")
+TRIAL_STREAMS = ("cond", "all")
+"""Which CFG streams of a batched cond+uncond call the trial runs on."""
 SPEED_TARGET_RANGE = (1.1, 6.0)
 """Allowed speed targets (uncached work ÷ cached work); 0 switches to the expert α rule."""
 RANKING_NORMS = ("relative_l2", "l2")
 RESIDUAL_LOCATIONS = ("gpu", "cpu")
+BLOCK_MODES = ("static", "trial_guided")
+"""BlockCache's rule: the paper's static top-c % / refresh every L (``static``), or per block by the
+change of its residual in LFCache's trial (``trial_guided``, :mod:`.block_guidance`)."""
+CHANGE_THRESHOLD_RANGE = (0.0, 2.0)
 FEW_STEP_LIMIT = 8
 """Schedules of this many steps or fewer (distilled 4–8 step models) are never cached: with so
 few steps every prediction carries structure, and the trial forward would only add cost."""
@@ -51,6 +61,10 @@ class LFCacheConfig:
     speed_target: float = 0.0
     alpha: float = 0.5
     metric: str = "accumulated"
+    trial_streams: str = "cond"
+    step_aside: bool = True
+    """With a speed target: compute every step when the trial's measured time would make the run slower
+    than uncached (tiny latents, where a forward's fixed costs dominate)."""
     trial_downsample: tuple[int, int, int] = DEFAULT_TRIAL_DOWNSAMPLE
     lowpass_radius: float = DEFAULT_RADIUS
     start_percent: float = 0.0
@@ -58,6 +72,9 @@ class LFCacheConfig:
     max_consecutive_skips: int = 0
     reuse: str = "output"
     trial_operator: str = "strided"
+    calibration: "PresetOrigin | None" = None
+    """Set when ``speed_target`` comes from a calibrated preset: its name and the setup it was measured on
+    (the run's report notes a different setup)."""
 
     @property
     def skips(self) -> bool:
@@ -72,6 +89,8 @@ class LFCacheConfig:
                 raise ValueError(f"speed_target = {self.speed_target!r} is out of range: allowed [{low}, {high}] "
                                  f"(times less work than uncached), or 0 to use alpha instead")
         _check_range("alpha", self.alpha, 0.0, 2.0)
+        if self.trial_streams not in TRIAL_STREAMS:
+            raise ValueError(f"trial_streams = {self.trial_streams!r} is not allowed: choose one of {TRIAL_STREAMS}")
         if self.metric not in LF_METRICS:
             raise ValueError(f"metric = {self.metric!r} is not allowed: choose one of {LF_METRICS}")
         check_factors(self.trial_downsample)
@@ -90,7 +109,9 @@ class LFCacheConfig:
 @dataclass(frozen=True)
 class BlockCacheConfig:
     """Block-wise cache: top ``pivotal_ratio`` of blocks always computed, the rest reuse their
-    residual for ``refresh_interval`` computed steps after each refresh."""
+    residual for ``refresh_interval`` computed steps after each refresh (``mode='static'``), or, with
+    ``mode='trial_guided'``, each while its residual in LFCache's trial changed by less than
+    ``change_threshold`` since it was stored (at most ``refresh_interval`` computed steps in a row)."""
 
     pivotal_ratio: float = 0.4
     refresh_interval: int = 3
@@ -99,6 +120,10 @@ class BlockCacheConfig:
     ranking: str = "relative_l2"
     memory_budget_mb: float = 0.0
     residual_location: str = "gpu"
+    mode: str = "static"
+    change_threshold: float = 0.1
+    """trial_guided: a block reuses its residual while its trial residual changed by less than this
+    (relative L2) since the residual was stored."""
 
     def validate(self) -> "BlockCacheConfig":
         _check_range("pivotal_ratio", self.pivotal_ratio, 0.0, 1.0)
@@ -111,6 +136,9 @@ class BlockCacheConfig:
         if self.residual_location not in RESIDUAL_LOCATIONS:
             raise ValueError(f"residual_location = {self.residual_location!r} is not allowed: "
                              f"choose one of {RESIDUAL_LOCATIONS}")
+        if self.mode not in BLOCK_MODES:
+            raise ValueError(f"mode = {self.mode!r} is not allowed: choose one of {BLOCK_MODES}")
+        _check_range("change_threshold", self.change_threshold, *CHANGE_THRESHOLD_RANGE)
         return self
 
 
@@ -127,7 +155,7 @@ DEFAULT_LFCACHE_PRESET = "Turbo"
 PAPER_BASE = LFCacheConfig(alpha=0.5)
 """The paper's Base preset (α 0.5, no speed target), kept for its Flash setting."""
 
-FLASH_BLOCKCACHE = BlockCacheConfig(pivotal_ratio=0.4, refresh_interval=3)
+FLASH_BLOCKCACHE = BlockCacheConfig(pivotal_ratio=0.4, refresh_interval=3, mode="static")
 """The paper's Flash setting: LFCache Base plus BlockCache c = 40 %, L = 3."""
 
 SAMPLER_PRESETS: dict[str, tuple[LFCacheConfig | None, BlockCacheConfig | None]] = {

@@ -24,6 +24,7 @@ from typing import Hashable, Sequence
 import torch
 
 from .block_cache import BlockArgs, BlockFn, BlockKey, BlockResidualCache, block_phase
+from .block_guidance import GUIDED, BlockGuidance, phase_for
 from .config import FEW_STEP_LIMIT, BlockCacheConfig, LFCacheConfig
 from .report import RunReport
 from .schedule import StepClock
@@ -31,6 +32,9 @@ from .step_policy import StepDecision, StepPolicy
 from .trial import effective_factors, token_ratio
 
 SlotKey = tuple[tuple[Hashable, ...], int]
+
+TIMED_TRIALS = 3
+"""Trials timed before the speed-target rule checks that the trial pays for itself."""
 
 
 @dataclass
@@ -72,8 +76,11 @@ class PreciseCacheRun:
 
     def __init__(self, lf: LFCacheConfig | None, block: BlockCacheConfig | None, schedule: Sequence[float],
                  latent_shape: Sequence[int], percent_to_sigma, blocks_per_forward: int = 0,
-                 model_name: str = "", settings: str = "", patch_size: tuple[int, int, int] = (1, 1, 1)):
+                 model_name: str = "", settings: str = "", patch_size: tuple[int, int, int] = (1, 1, 1),
+                 sync=None):
         self.lf = lf
+        self.sync = sync
+        """:class:`rank_sync.RankSync` when several ranks compute this sample (None: one GPU, nothing reduced)."""
         self.block = block
         self.clock = StepClock.from_schedule(schedule)
         self.latent_shape = tuple(int(s) for s in latent_shape)
@@ -102,7 +109,7 @@ class PreciseCacheRun:
             self.policy = StepPolicy(allowed, alpha=lf.alpha, speed_target=lf.speed_target, metric=lf.metric,
                                      lowpass_radius=lf.lowpass_radius,
                                      max_consecutive_skips=lf.max_consecutive_skips,
-                                     trial_cost=self.report.trial_token_ratio)
+                                     trial_cost=self.report.trial_token_ratio, sync=sync)
             if self.lf_active and self.policy.target is not None:
                 reachable = self.policy.target.reachable_speedup()
                 if reachable < lf.speed_target:
@@ -115,6 +122,16 @@ class PreciseCacheRun:
             self.block_active = self._window_holds_steps(
                 "BlockCache", [self._block_window.in_window(s) for s in step_sigmas], step_sigmas)
         self.blocks = BlockResidualCache(block) if block else None
+        if sync is not None:
+            if self.blocks is not None:
+                self.blocks.pivotal_sync = sync.pivotal_blocks
+            self.report.notes.append(f"decisions agreed over {sync.size} ranks"
+                                     + (f" ({sync.description})" if sync.description else ""))
+        self.guidance = self._block_guidance(lf, block)
+        self._block_order: dict[BlockKey, int] = {}
+        self._block_counts: dict[int, dict[BlockKey, int]] = {}
+        """Per step: block → calls that reused its residual (for the report's per-block reuse)."""
+        self._block_calls: dict[BlockKey, int] = {}
         self._steps: dict[int, _StepRecord] = {}
         self._ordinals: dict[tuple[Hashable, ...], int] = {}
         self._ordinal_step = -1
@@ -126,6 +143,12 @@ class PreciseCacheRun:
         self._first_step_seconds: dict[int, float] = {}
         """Measured time of the full calls of the first computed step (for the step-aside check)."""
         self._trial_share: float | None = None
+        self._trial_seconds: list[float] = []
+        if sync is not None and self.guidance is not None:
+            # its per-block decisions come from each rank's own trial shard: not agreed over ranks yet
+            self.guidance = None
+            self.report.notes.append("BlockCache trial_guided is not rank-synced: with several ranks on one "
+                                     "sample BlockCache used the static rule")
         self._started = time.perf_counter()
 
     # -- per call -----------------------------------------------------------------------------
@@ -160,36 +183,51 @@ class PreciseCacheRun:
             self.policy.set_trial_cost(self.report.trial_token_ratio * trial_prediction.shape[0] / mean_step_batch)
         decision = self.policy.decide(plan.step, trial_prediction)
         self._record_decision(record, decision)
+        if decision.abandoned:  # another rank's trial failed: every rank turns LFCache off (decision: compute)
+            self.stop_lf(plan, "LFCache is off for this run: the trial forward failed on another rank")
+        if self.guidance is not None:
+            self.guidance.close_trial(plan.step)
         return decision.skip
 
     @property
     def needs_timing(self) -> bool:
         """True while the speed-target rule still needs the trial's measured time share."""
-        return self.lf_active and self.policy.target is not None and self._trial_share is None
+        return self.lf_active and self.lf.step_aside and self.policy.target is not None and self._trial_share is None
 
     def record_seconds(self, plan: CallPlan, seconds: float, trial: bool) -> None:
         """Measured time of one call (the glue synchronises the device around it). The first
-        computed step's full calls give a full step's time; the first trial after it gives the trial's
-        share, and with it the check whether LFCache would be slower than uncached here."""
+        computed step's full calls give a full step's time; the fastest of the first
+        ``TIMED_TRIALS`` trials after it gives the trial's share (the fastest: a busy machine only
+        ever slows a call down), and with it the check whether LFCache would be slower than
+        uncached here."""
         if not trial:
             if not self._first_step_seconds or plan.step in self._first_step_seconds:
                 self._first_step_seconds[plan.step] = self._first_step_seconds.get(plan.step, 0.0) + seconds
             return
         full = sum(self._first_step_seconds.values())
+        if self.sync is not None:  # the ranks' summed times: all of them step aside, or none
+            full, seconds = self.sync.sum_numbers([full, seconds])
         if full <= 0 or plan.step in self._first_step_seconds:
             return
-        self._trial_share = seconds / full
+        self._trial_seconds.append(seconds)
+        if len(self._trial_seconds) < TIMED_TRIALS:
+            return
+        self._trial_share = min(self._trial_seconds) / full
         predicted = self.policy.predicted_wall_speedup(self._trial_share)
         if predicted is not None and predicted < 1.0:
             self.stop_lf(plan, f"LFCache stepped aside: at this size a trial takes {100 * self._trial_share:.0f}% "
                                f"of a full step's time, so the speed target would run slower than uncached "
-                               f"(predicted {predicted:.2f}x); every step is computed")
+                               f"(predicted {predicted:.2f}x); the remaining steps are computed")
             self._steps[plan.step].decision = StepDecision(False, True)
 
     def stop_lf(self, plan: CallPlan, note: str) -> None:
         """Turn LFCache off for the rest of the run (the trial cannot be made): this step is computed."""
+        if self.sync is not None and self.lf_active and not self._steps[plan.step].decided:
+            self.policy.decide(plan.step, None, failed=True)  # this rank's part in the step's collectives
         self.lf_active = False
         self.report.notes.append(note)
+        if self.guidance is not None:
+            self.guidance.drop_trial()
         record = self._steps[plan.step]
         if not record.decided:
             self._record_decision(record, StepDecision(False, False))
@@ -218,6 +256,9 @@ class PreciseCacheRun:
         if not self.block_active or not self._block_window.in_window(plan.sigma):
             return plan
         record = self._steps[plan.step]
+        if self.guidance is not None:
+            record.block_phase = plan.block_phase = GUIDED
+            return plan
         if record.block_phase is None:
             record.block_phase = block_phase(self._computed_since_refresh, self.block.refresh_interval)
             self._computed_since_refresh = 0 if record.block_phase == "refresh" else self._computed_since_refresh + 1
@@ -228,7 +269,30 @@ class PreciseCacheRun:
 
     def run_block(self, plan: CallPlan, block: BlockKey, args: BlockArgs, compute: BlockFn,
                   in_place_tensors: tuple[str, ...] = ()) -> dict:
-        return self.blocks.run_block(plan.slot, plan.block_phase, block, args, compute, in_place_tensors)
+        phase = plan.block_phase
+        if phase == GUIDED:
+            phase = phase_for(self.guidance, plan.slot, plan.step, block, self.blocks.slot_scores(plan.slot))
+        before = self.blocks.blocks_reused
+        out = self.blocks.run_block(plan.slot, phase, block, args, compute, in_place_tensors)
+        reused = self.blocks.blocks_reused != before
+        if plan.block_phase == GUIDED:
+            self.guidance.after_block(plan.slot, block, reused)
+        self._block_order.setdefault(block, len(self._block_order))
+        self._block_calls[block] = self._block_calls.get(block, 0) + 1
+        if reused:
+            counts = self._block_counts.setdefault(plan.step, {})
+            counts[block] = counts.get(block, 0) + 1
+        return out
+
+    @property
+    def guides_blocks(self) -> bool:
+        """True when the trial forward must record each block's residual (trial-guided BlockCache)."""
+        return self.guidance is not None and self.lf_active
+
+    def trial_block(self, block: BlockKey, args: BlockArgs, compute: BlockFn,
+                    in_place_tensors: tuple[str, ...] = ()) -> dict:
+        """One block of the trial forward: computed, its residual recorded for trial-guided BlockCache."""
+        return self.guidance.trial_block(block, args, compute, in_place_tensors)
 
     def store(self, plan: CallPlan, x: torch.Tensor, prediction: torch.Tensor) -> None:
         """Remember a fully computed prediction for later skipped steps.
@@ -257,6 +321,9 @@ class PreciseCacheRun:
     def finish(self, interrupted: bool = False) -> RunReport:
         """Close the report (per-step lists, counters) and free every buffer."""
         report = self.report
+        if self.sync is not None and self.sync.overruled:
+            report.notes.append(f"{self.sync.overruled} steps this rank would have skipped were computed: "
+                                f"another rank of the sample computed them")
         report.interrupted = interrupted
         report.wall_seconds = time.perf_counter() - self._started
         report.skipped_steps = sorted(i for i, r in self._steps.items() if r.skip and r.reused_calls == r.calls)
@@ -273,6 +340,7 @@ class PreciseCacheRun:
             report.blocks_computed = self.blocks.blocks_computed
             report.blocks_reused = self.blocks.blocks_reused
             report.block_budget_refusals = self.blocks.budget_refusals
+            self._report_blocks(report, self.clock.steps)
             if self.blocks.budget_refusals:
                 report.notes.append(f"memory budget {self.block.memory_budget_mb:g} MB reached: "
                                     f"{self.blocks.budget_refusals} block residuals not cached, those blocks computed")
@@ -287,6 +355,8 @@ class PreciseCacheRun:
             self.policy.release()
         if self.blocks is not None:
             self.blocks.release()
+        if self.guidance is not None:
+            self.guidance.release()
 
     # -- internals ----------------------------------------------------------------------------
     def _window_holds_steps(self, name: str, allowed: Sequence[bool], step_sigmas: Sequence[float]) -> bool:
@@ -314,5 +384,46 @@ class PreciseCacheRun:
         block_bytes = self.blocks.peak_bytes if self.blocks is not None else 0
         self.report.cache_bytes_peak = max(self.report.cache_bytes_peak, self._output_bytes + block_bytes)
 
+    def _block_guidance(self, lf: LFCacheConfig | None, block: BlockCacheConfig | None) -> BlockGuidance | None:
+        """Trial-guided BlockCache's state, or None: static mode, or no trial to guide it (a note says so)."""
+        if not self.block_active or block.mode != "trial_guided":
+            return None
+        if not self.lf_active:
+            why = ("LFCache is not on this model" if lf is None else
+                   "LFCache runs no trial in this run (it cannot skip a step here)")
+            self.report.notes.append(f"BlockCache trial_guided needs LFCache's trial forward, but {why}: "
+                                     f"BlockCache used the static rule (top {block.pivotal_ratio:g} of blocks "
+                                     f"computed, the others refreshed every {block.refresh_interval + 1} computed "
+                                     f"steps)")
+            return None
+        return BlockGuidance(block.change_threshold, block.refresh_interval, block.pivotal_ratio)
+
+    def _report_blocks(self, report: RunReport, steps: int) -> None:
+        """Per-block reuse (network order), per step and in total; trial-guided mode's fallback steps."""
+        order = sorted(self._block_order, key=self._block_order.get)
+        report.block_mode = "off" if not self.block_active else self.block.mode if self.guidance is not None else "static"
+        report.block_names = [" ".join(str(p) for p in b) if isinstance(b, tuple) else str(b) for b in order]
+        report.reused_per_block = [sum(c.get(b, 0) for c in self._block_counts.values()) for b in order]
+        report.block_calls_per_block = [self._block_calls.get(b, 0) for b in order]
+        report.block_reuse_map = [[self._block_counts.get(i, {}).get(b, 0) for b in order] for i in range(steps)]
+        if self.guidance is not None and self.guidance.fallback_steps:
+            steps_ = sorted(self.guidance.fallback_steps)
+            report.notes.append(f"BlockCache trial_guided: {len(steps_)} computed steps ran no trial (steps "
+                                f"{_ranges(steps_)}); there each non-pivotal block reused its residual while it "
+                                f"had reused it fewer than {self.block.refresh_interval} times in a row "
+                                f"(the static rule)")
+
     def _record_decision(self, record: _StepRecord, decision: StepDecision) -> None:
         record.decision = decision
+
+
+def _ranges(steps: Sequence[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] → '0-2, 5, 7-8'."""
+    parts, start = [], None
+    for i, s in enumerate(steps):
+        if start is None:
+            start = s
+        if i + 1 == len(steps) or steps[i + 1] != s + 1:
+            parts.append(f"{start}" if start == s else f"{start}-{s}")
+            start = None
+    return ", ".join(parts)

@@ -86,9 +86,12 @@ RANDOM_MODEL_NAME = "tiny_wan21_t2v.safetensors"
 # demo vocabulary indices used for the pairs, spread over shapes, motions, backgrounds, camera pans
 PAIR_CONDITIONS = (0, 2, 4, 6, 7, 8, 9, 11, 1, 3, 5, 10)
 
-MAIN_FAMILIES = ("PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache",
+FLASH_TARGET_FAMILIES = ("PreciseCache Flash (target, static)", "PreciseCache Flash (target, trial-guided)")
+MAIN_FAMILIES = (*FLASH_TARGET_FAMILIES, "PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash",
+                 "PreciseCache BlockCache",
                  "EasyCache (copy-fixed)", "LazyCache", "EasyCache (as shipped)")
-PRECISECACHE_FAMILIES = ("PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash", "PreciseCache BlockCache")
+PRECISECACHE_FAMILIES = (*FLASH_TARGET_FAMILIES, "PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash",
+                         "PreciseCache BlockCache")
 FIDELITY_LEVELS = (25.0, 27.5, 30.0, 32.5, 35.0, 37.5, 40.0, 42.5)
 
 
@@ -142,13 +145,13 @@ def lf_method(alpha, reuse="output", variant=None, groups=("main",), family="Pre
                   "trial_operator": "avg_pool" if variant == "avg_pool" else "strided"}, variant=variant)
 
 
-def target_method(target, metric="accumulated", groups=("main",), family=None):
-    preset = TARGET_PRESET_NAMES.get(target) if metric == "accumulated" else None
-    tag = f" ({preset})" if preset else ""
-    name = f"target_{_fmt(target)}" + ("" if metric == "accumulated" else f"_{metric}")
-    return Method(name, f"LFCache target {_fmt(target)}x" + ("" if metric == "accumulated" else f", {metric}") + tag,
-                  family or ("PreciseCache target" if metric == "accumulated" else f"PreciseCache target ({metric})"),
-                  "precisecache", groups, lf={"speed_target": target, "metric": metric})
+def target_method(target, metric="accumulated", streams="cond", groups=("main",), family=None):
+    preset = TARGET_PRESET_NAMES.get(target) if (metric, streams) == ("accumulated", "cond") else None
+    variant = [v for v in (metric if metric != "accumulated" else "", "all-stream trial" if streams == "all" else "") if v]
+    name = f"target_{_fmt(target)}" + "".join(f"_{v.split()[0].split('-')[0]}" for v in variant)
+    label = f"LFCache target {_fmt(target)}x" + "".join(f", {v}" for v in variant) + (f" ({preset})" if preset else "")
+    return Method(name, label, family or "PreciseCache target" + (f" ({', '.join(variant)})" if variant else ""),
+                  "precisecache", groups, lf={"speed_target": target, "metric": metric, "trial_streams": streams})
 
 
 def flash_method(alpha, ranking="relative_l2", groups=("main",), family="PreciseCache Flash"):
@@ -157,6 +160,26 @@ def flash_method(alpha, ranking="relative_l2", groups=("main",), family="Precise
     name = f"flash_a{_fmt(alpha)}" + ("" if ranking == "relative_l2" else f"_{ranking}")
     return Method(name, f"Flash α={_fmt(alpha)}{rank}{tag}", family, "precisecache", groups,
                   lf={"alpha": alpha}, block={**FLASH_BLOCK, "ranking": ranking})
+
+
+def flash_target_method(target, pivotal=0.4, interval=3, threshold=None, groups=("main",)):
+    """LFCache speed target + BlockCache, static (the paper's top-c % / L) or trial-guided (``threshold`` τ)."""
+    guided = threshold is not None
+    name = f"flash_t{_fmt(target)}" + (f"_tg{_fmt(threshold)}" if guided else "") + f"_c{_fmt(pivotal)}_L{interval}"
+    rule = f"trial-guided τ={_fmt(threshold)}" if guided else "static"
+    block = {"pivotal_ratio": pivotal, "refresh_interval": interval, "mode": "trial_guided" if guided else "static",
+             **({"change_threshold": threshold} if guided else {})}
+    return Method(name, f"Flash target {_fmt(target)}x + BlockCache {rule} c={_fmt(pivotal)} L={interval}",
+                  FLASH_TARGET_FAMILIES[guided], "precisecache", groups, lf={"speed_target": target}, block=block)
+
+
+def _flash_specs(text: str) -> tuple:
+    """'2:0.4:3,2:0.1:0:20' → ((2.0, 0.4, 3), (2.0, 0.1, 0.0, 20)): target:c:L (static) or target:τ:c:L."""
+    specs = []
+    for item in (t for t in text.split(",") if t.strip()):
+        v = [float(x) for x in item.split(":")]
+        specs.append((*v[:-1], int(v[-1])))
+    return tuple(specs)
 
 
 def block_method(ranking="relative_l2", pivotal=0.4, interval=3, groups=("main",), family="PreciseCache BlockCache"):
@@ -184,8 +207,11 @@ def build_methods(cfg: "ScenarioConfig") -> list[Method]:
     methods += [lf_method(a) for a in cfg.alphas]
     methods += [target_method(t) for t in cfg.targets]
     methods += [target_method(t, metric="drift", groups=("drift",)) for t in cfg.drift_targets]
+    methods += [target_method(t, streams="all", groups=("streams",)) for t in cfg.all_stream_targets]
     methods += [block_method(pivotal=c, interval=L) for c, L in cfg.blocks]
     methods += [flash_method(a, groups=("main", "open_e")) for a in cfg.flash_alphas]
+    methods += [flash_target_method(t, c, L) for t, c, L in cfg.flash_targets]
+    methods += [flash_target_method(t, c, L, threshold=tau) for t, tau, c, L in cfg.guided]
     methods += [easy_method(t) for t in cfg.easy_thresholds]
     methods += [lazy_method(t) for t in cfg.lazy_thresholds]
     methods += [easy_method(t, copy_fix=False, groups=("reference",)) for t in cfg.easy_shipped_thresholds]
@@ -237,7 +263,12 @@ class ScenarioConfig:
     alphas: tuple = (0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0)
     targets: tuple = (1.5, 2.0, 2.5, 3.0, 4.0)
     drift_targets: tuple = (1.5, 2.0, 3.0)
+    all_stream_targets: tuple = (1.5, 2.0, 3.0)
     flash_alphas: tuple = (0.3, 0.5, 0.7, 1.0)
+    flash_targets: tuple = ((2.0, 0.4, 3),)
+    """Static Flash on a speed target: (target, c, L)."""
+    guided: tuple = ((2.0, 0.1, 0.0, 20),)
+    """Trial-guided Flash: (target, τ, c, L)."""
     blocks: tuple = ((0.4, 3), (0.6, 3), (0.4, 1))
     easy_thresholds: tuple = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
     lazy_thresholds: tuple = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -259,7 +290,8 @@ def scenario_configs(args) -> list[ScenarioConfig]:
     only = tuple(s for s in (args.methods or "").split(",") if s)
     if args.smoke:
         return [ScenarioConfig("main", size=64, frames=args.frames or 9, steps=12, cfg=args.cfg, pairs=2, repeats=1,
-                               alphas=(0.5, 1.5), targets=(2.0,), drift_targets=(), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
+                               alphas=(0.5, 1.5), targets=(2.0,), drift_targets=(), all_stream_targets=(), flash_alphas=(0.5,), blocks=((0.4, 3),), easy_thresholds=(0.2,),
+                               flash_targets=(), guided=(),
                                lazy_thresholds=(0.2,),
                                easy_shipped_thresholds=(0.2,), open_points=False, avg_pool_alphas=(), only=only)]
     out = []
@@ -269,6 +301,7 @@ def scenario_configs(args) -> list[ScenarioConfig]:
             out.append(ScenarioConfig("main", size=args.size, frames=args.frames, steps=args.steps, cfg=args.cfg,
                                       pairs=args.pairs, repeats=args.repeats, alphas=tuple(_floats(args.alphas)),
                                       flash_alphas=tuple(_floats(args.flash_alphas)),
+                                      flash_targets=_flash_specs(args.flash_targets), guided=_flash_specs(args.guided),
                                       easy_thresholds=tuple(_floats(args.easy_thresholds)),
                                       lazy_thresholds=tuple(_floats(args.lazy_thresholds)),
                                       easy_shipped_thresholds=tuple(_floats(args.easy_shipped_thresholds)),
@@ -277,13 +310,14 @@ def scenario_configs(args) -> list[ScenarioConfig]:
             out.append(ScenarioConfig("large", size=args.large_size, frames=args.frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.large_pairs, repeats=args.large_repeats,
                                       alphas=(0.5, 0.7, 1.0, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),),
+                                      flash_targets=(), guided=(),
                                       easy_thresholds=(0.1, 0.2, 0.3, 0.5), lazy_thresholds=(0.1, 0.2, 0.3, 0.5),
                                       easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(0.7, 1.0, 1.5),
                                       only=only))
         elif name == "xl":
             out.append(ScenarioConfig("xl", size=args.xl_size, frames=args.xl_frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.xl_pairs, repeats=1,
-                                      alphas=(0.5, 0.7, 1.0), flash_alphas=(), blocks=(),
+                                      alphas=(0.5, 0.7, 1.0), flash_alphas=(), blocks=(), flash_targets=(), guided=(),
                                       easy_thresholds=(0.2, 0.3), lazy_thresholds=(0.2, 0.3),
                                       easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(0.5, 0.7, 1.0),
                                       trial_agreement=False, only=only))
@@ -517,6 +551,7 @@ class RunRecord:
     trial_work: float | None = None
     """Trial work in full-call units as the run report counts it (batch share × token ratio)."""
     stepped_aside: bool = False
+    skipped_step_indices: list = dataclasses.field(default_factory=list)
     """LFCache stepped aside in this run (its trial would have made the run slower than uncached)."""
 
     def cost(self, blocks_per_forward: int) -> float:
@@ -580,6 +615,7 @@ def run_scenario(bench: Bench, cfg: ScenarioConfig, log=print) -> dict:
                     rec.report_speedup = rep_.estimated_speedup
                     rec.trial_work = rep_.trial_work
                     rec.stepped_aside = any("stepped aside" in note for note in rep_.notes)
+                    rec.skipped_step_indices = list(rep_.skipped_steps)
                     ok = (rec.hook_full == rec.full_forwards and rec.hook_trial == rec.trial_forwards
                           and rec.hook_blocks == rec.blocks_computed)
                     rec.count_check = "ok" if ok else (f"MISMATCH report full/trial/blocks {rec.full_forwards}/"
@@ -697,6 +733,7 @@ def summarize(bench, cfg, methods, pairs, records, outputs, order_check, determi
             "realized_over_ideal_cpu": (1.0 / cpu_ratio / ideal) if (cpu_ratio and ideal) else None,
             "report_estimated_speedup_mean": _mean([r.report_speedup for r in first]),
             "work_speedup_per_pair": [unc_full[r.pair] / r.cost(bench.blocks_per_forward) for r in first],
+            "skipped_step_indices_per_pair": [r.skipped_step_indices for r in first],
             "stepped_aside_pairs": [r.pair for r in first if r.stepped_aside],
             "psnr_identical": m.name == "uncached" or (len(finite) == 0),
             "psnr_identical_pairs": len(psnrs) - len(finite),
@@ -1157,6 +1194,7 @@ def _plot_scenario(plt, results, scen_name, main, out_dir) -> list[str]:
         "LFCache reuse=residual": ("tab:brown", "o", "--"), "BlockCache ranking=l2": ("tab:gray", "s", "--"),
         "Flash ranking=l2": ("tab:pink", "D", "--"), "LFCache avg-pool trial": ("olive", "o", "--"),
         "Flash c=0.4 L=1": ("tab:red", "D", "--"),
+        FLASH_TARGET_FAMILIES[0]: ("indigo", "P", "-"), FLASH_TARGET_FAMILIES[1]: ("crimson", "*", "-"),
     }
 
     def draw(ax, families, key, title):
@@ -1287,6 +1325,10 @@ def parse_args(argv=None):
     ap.add_argument("--xl-pairs", type=int, default=2)
     ap.add_argument("--alphas", default="0.2,0.3,0.5,0.7,1.0,1.25,1.5,2.0", help="LFCache α sweep")
     ap.add_argument("--flash-alphas", default="0.3,0.5,0.7,1.0", help="Flash α sweep (open point e)")
+    ap.add_argument("--flash-targets", default="2:0.4:3",
+                    help="static Flash on a speed target, comma list of target:c:L (BlockCache top-c %% / L)")
+    ap.add_argument("--guided", default="2:0.1:0:20",
+                    help="trial-guided Flash, comma list of target:τ:c:L (change threshold, pivotal ratio, max reuses)")
     ap.add_argument("--easy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="EasyCache (copy-fixed) sweep")
     ap.add_argument("--lazy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="LazyCache sweep")
     ap.add_argument("--easy-shipped-thresholds", default="0.1,0.2", help="EasyCache as shipped (reference only)")
