@@ -61,6 +61,11 @@ def residual_score(residual_norm: torch.Tensor, input_norm: torch.Tensor, rankin
     return residual_norm / input_norm.clamp_min(1e-12)
 
 
+REUSE_BLOCK = "reuse_block"
+"""Phase of one block that reuses its stored residual alone (trial-guided mode, :mod:`.block_guidance`,
+decides per block; no pivotal ranking here). When it has none usable it is computed and stored."""
+
+
 def block_phase(computed_steps_since_refresh: int | None, refresh_interval: int) -> str:
     """'refresh' when no refresh happened yet or L reuse steps have passed, else 'reuse'."""
     if computed_steps_since_refresh is None or computed_steps_since_refresh >= refresh_interval:
@@ -100,6 +105,12 @@ class BlockResidualCache:
         ``in_place_tensors``: names in ``args`` that the block overwrites in place (see module doc).
         """
         state = self._slots.setdefault(slot, _SlotBlocks())
+        if phase == REUSE_BLOCK:  # decided per block by the trial-guided mode: reuse, or refresh it alone
+            reused = self._reuse(state, block, args)
+            if reused is not None:
+                self.blocks_reused += 1
+                return reused
+            phase = "refresh"
         if phase == "reuse" and state.pivotal is None and state.scores:
             state.pivotal = self._rank(state)
         if phase == "reuse" and state.pivotal is not None and block not in state.pivotal:
@@ -114,6 +125,11 @@ class BlockResidualCache:
         if phase == "refresh" and (snapshot is not None or not in_place_tensors):
             self._record(state, block, args, out, snapshot)
         return out
+
+    def slot_scores(self, slot: SlotKey) -> dict[BlockKey, torch.Tensor]:
+        """The blocks of ``slot`` with a stored residual (network order) and their scores (0-d tensors)."""
+        state = self._slots.get(slot)
+        return state.scores if state is not None else {}
 
     def start_refresh(self, slot: SlotKey) -> None:
         """Forget the ranking of ``slot``: the coming refresh step re-measures every block."""

@@ -40,6 +40,16 @@ class RunReport:
     """The metric compared with the threshold at each decision: A_i, the accumulated Δ since the last
     full step (or the drift D_i from its trial); NaN where none."""
     reused_blocks_per_step: list[int] = field(default_factory=list)
+    block_mode: str = ""
+    """BlockCache's rule in this run: 'static', 'trial_guided', 'off' ('' without BlockCache)."""
+    block_names: list[str] = field(default_factory=list)
+    """The blocks BlockCache acted on, in network order (e.g. 'double_block 3')."""
+    reused_per_block: list[int] = field(default_factory=list)
+    """Per block (``block_names`` order): calls that reused its cached residual."""
+    block_calls_per_block: list[int] = field(default_factory=list)
+    """Per block: calls in the steps BlockCache acted on (reused + computed)."""
+    block_reuse_map: list[list[int]] = field(default_factory=list)
+    """Per step, per block: calls that reused the block's residual (the report plot's per-block panel)."""
     notes: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
     interrupted: bool = False
@@ -80,7 +90,12 @@ class RunReport:
         lines.append(f"denoiser calls: {self.full_forwards} full, {self.reused_forwards} reused, "
                      f"{self.trial_forwards} trial (each ~{self.trial_token_ratio:.3f} of the tokens)")
         if self.blocks_computed or self.blocks_reused:
-            lines.append(f"block calls: {self.blocks_computed} computed, {self.blocks_reused} reused")
+            lines.append(f"block calls: {self.blocks_computed} computed, {self.blocks_reused} reused"
+                         + (f" ({self.block_mode})" if self.block_mode else ""))
+        if self.block_names and self.blocks_reused:
+            lines.append("reused per block: " + ", ".join(
+                f"{name}: {r}/{c}" for name, r, c in
+                zip(self.block_names, self.reused_per_block, self.block_calls_per_block)))
         lines.append(f"cache memory (peak): {self.cache_bytes_peak / 2**20:.2f} MiB")
         if self.wall_seconds:
             lines.append(f"sampling wall time: {self.wall_seconds:.2f} s")

@@ -1,0 +1,169 @@
+"""Trial-guided BlockCache: reuse a block's cached residual only while the trial says it still holds.
+
+LFCache's trial runs *every* block at the start of a step, on a latent 32× smaller. For block j it
+gives the trial residual
+
+    r̃_j(i) = F̃^j − F̃^{j-1}                          [B̃, Ñ, D]   (``img``; taken against a copy
+                                                                  of the input for in-place blocks)
+
+When block j is computed at full size at step k, its full-resolution residual D^j is stored (as in
+the static scheme, :mod:`.block_cache`) and the trial residual of that step is kept with it as its
+reference r̃_j^ref = r̃_j(k). At a later computed step i whose trial ran, each block's change is
+
+    c_j(i) = ‖r̃_j(i) − r̃_j^ref‖₂ / ‖r̃_j^ref‖₂                (one float per block)
+
+(all blocks' c_j and scores stacked and read on the host once per step and call slot), and
+
+    block j reuses D^j  ⇔  j not pivotal  ∧  c_j(i) < τ  ∧  it reused D^j fewer than L times in a row;
+
+otherwise block j alone is computed and its D^j, score and r̃_j^ref are refreshed. Pivotal blocks (the
+top ⌈c·n⌉ by the scores of their latest stored residuals) are always computed, as in the paper's
+scheme; L is the config's ``refresh_interval``, here an upper bound on a residual's age.
+
+Where a computed step has no trial (LFCache does not run one there: its warm-up or forced steps, the
+last step with a speed target, outside its window, or after it stepped aside) the static rule stands
+in, per block: a non-pivotal block reuses while it reused fewer than L times in a row. A block whose
+residual was stored at such a step takes the latest trial before it as its reference (a longer span:
+a larger c_j, a conservative error). Without LFCache on the model the whole run uses the static
+scheme (:mod:`.run` says so in the report).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+import torch
+
+from .block_cache import REUSE_BLOCK, norm32, select_pivotal
+
+GUIDED = "guided"
+"""Block phase of a computed step in trial-guided mode: each block decided on its own."""
+REFRESH = "refresh"
+
+BlockKey = Hashable
+SlotKey = Hashable
+
+
+def trial_change(now: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """c = ‖now − reference‖₂ / ‖reference‖₂ as a 0-d float32 tensor (no host sync); inf on a shape change."""
+    if now.shape != reference.shape:
+        return torch.tensor(math.inf, device=now.device)
+    return norm32(now - reference) / norm32(reference).clamp_min(1e-12)
+
+
+def guided_reuse(changes: list[float], pivotal: list[bool], ages: list[int], threshold: float, max_age: int,
+                 have_trial: bool) -> list[bool]:
+    """Per block with a stored residual: reuse it (True) or compute and refresh it (False).
+
+    ``changes[j]`` c_j (inf: no reference trial residual); ``ages[j]`` reuses in a row since it was
+    stored; ``have_trial`` False: this step ran no trial, the static rule (age < L) stands in."""
+    return [not piv and age < max_age and (c < threshold if have_trial else True)
+            for c, piv, age in zip(changes, pivotal, ages)]
+
+
+@dataclass
+class _SlotGuide:
+    """Per call slot: each block's reference trial residual and reuses in a row."""
+
+    reference: dict[BlockKey, torch.Tensor] = field(default_factory=dict)
+    age: dict[BlockKey, int] = field(default_factory=dict)
+    step: int = -1
+    decisions: dict[BlockKey, bool] = field(default_factory=dict)
+
+
+class BlockGuidance:
+    """Per-run state of trial-guided BlockCache (see module doc)."""
+
+    def __init__(self, threshold: float, max_age: int, pivotal_ratio: float):
+        self.threshold = threshold
+        self.max_age = max_age
+        self.pivotal_ratio = pivotal_ratio
+        self._trial: dict[BlockKey, torch.Tensor] = {}
+        """Trial residuals of the trial now running (filled block by block)."""
+        self._latest: dict[BlockKey, torch.Tensor] = {}
+        self._latest_step = -1
+        """Trial residuals of the latest completed trial, and its step."""
+        self._slots: dict[SlotKey, _SlotGuide] = {}
+        self.fallback_steps: set[int] = set()
+        """Computed steps with no trial, where the static rule stood in."""
+        self.last_changes: dict[BlockKey, float] = {}
+        """c_j of the latest guided decision (for tests and the report)."""
+
+    # -- the trial forward ------------------------------------------------------------------------
+    def trial_block(self, block: BlockKey, args: dict, compute: Callable[[dict], dict],
+                    in_place_tensors: tuple[str, ...] = ()) -> dict:
+        """Run one block of the trial forward and record its residual r̃_j (``img``)."""
+        value = args.get("img")
+        before = value.clone() if isinstance(value, torch.Tensor) and "img" in in_place_tensors else value
+        out = compute(args)
+        after = out.get("img") if isinstance(out, dict) else None
+        if isinstance(after, torch.Tensor) and isinstance(before, torch.Tensor) and after.shape == before.shape:
+            self._trial[block] = after - before
+        return out
+
+    def close_trial(self, step: int) -> None:
+        """The trial of ``step`` completed: its residuals become the latest."""
+        if self._trial:
+            self._latest, self._latest_step = self._trial, step
+        self._trial = {}
+
+    def drop_trial(self) -> None:
+        """A trial failed part-way: forget what it recorded."""
+        self._trial = {}
+
+    # -- a computed step --------------------------------------------------------------------------
+    def reuse(self, slot: SlotKey, step: int, block: BlockKey, scores: dict[BlockKey, torch.Tensor]) -> bool:
+        """Should ``block`` reuse its stored residual at ``step``? ``scores``: the slot's blocks with a
+        stored residual (network order) and their scores. Decided for all of them at the step's first
+        block call of the slot, with one host read."""
+        guide = self._slots.setdefault(slot, _SlotGuide())
+        if guide.step != step:
+            guide.step = step
+            guide.decisions = self._decide(guide, step, scores)
+        return guide.decisions.get(block, False)
+
+    def _decide(self, guide: _SlotGuide, step: int, scores: dict[BlockKey, torch.Tensor]) -> dict[BlockKey, bool]:
+        have_trial = self._latest_step == step and bool(self._latest)
+        if not have_trial:
+            self.fallback_steps.add(step)
+        blocks = list(scores)
+        if not blocks:
+            return {}
+        values = []
+        for b in blocks:
+            ref, now = guide.reference.get(b), self._latest.get(b)
+            values.append(trial_change(now, ref) if have_trial and ref is not None and now is not None else None)
+            values.append(scores[b])
+        device = scores[blocks[0]].device
+        present = [v.float().to(device) for v in values if v is not None]
+        read = iter(torch.stack(present).tolist())  # the one host read of this step (per call slot)
+        flat = [next(read) if v is not None else math.inf for v in values]
+        changes, block_scores = flat[0::2], flat[1::2]
+        pivotal = select_pivotal(torch.tensor(block_scores), self.pivotal_ratio).tolist()
+        self.last_changes = dict(zip(blocks, changes))
+        decisions = guided_reuse(changes, pivotal, [guide.age.get(b, 0) for b in blocks], self.threshold,
+                                 self.max_age, have_trial)
+        return dict(zip(blocks, decisions))
+
+    def after_block(self, slot: SlotKey, block: BlockKey, reused: bool) -> None:
+        """Block ``block`` reused its residual (age + 1) or was computed and stored (new reference)."""
+        guide = self._slots.setdefault(slot, _SlotGuide())
+        if reused:
+            guide.age[block] = guide.age.get(block, 0) + 1
+            return
+        guide.age[block] = 0
+        ref = self._latest.get(block)
+        if ref is None:
+            guide.reference.pop(block, None)
+        else:
+            guide.reference[block] = ref  # by reference: trial residuals are fresh tensors, never written
+
+    def release(self) -> None:
+        self._trial, self._latest = {}, {}
+        self._slots.clear()
+
+
+def phase_for(guidance: BlockGuidance, slot: SlotKey, step: int, block: BlockKey, scores: dict) -> str:
+    """The block cache phase of one block in a guided step: reuse it alone, or refresh it alone."""
+    return REUSE_BLOCK if guidance.reuse(slot, step, block, scores) else REFRESH
