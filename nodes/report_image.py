@@ -2,8 +2,9 @@
 
 Top panel: the low-frequency difference Δ of each step's trial forward, the accumulated Δ since the
 last computed step, and the skip threshold α·Δmax; skipped steps are shaded green (in both panels).
-Bottom panel: transformer blocks whose cached residual was reused, per step (of the blocks one
-forward has). The title says how many steps were skipped and the work saved (counted, not timed); the line below
+Middle panel: transformer blocks whose cached residual was reused, per step (of the blocks one
+forward has). Bottom panel, when blocks were reused: which blocks, per step (a step × block map; the
+labels give each block's share of reused calls), from BlockCache's static or trial-guided rule. The title says how many steps were skipped and the work saved (counted, not timed); the line below
 it names the model and the settings.
 """
 from __future__ import annotations
@@ -40,7 +41,32 @@ def _title(report: RunReport) -> str:
     return title
 
 
-def report_figure_png(report: RunReport, width_px: int = 900, height_px: int = 560) -> bytes:
+def _has_block_map(report: RunReport) -> bool:
+    return bool(report.block_names and report.block_reuse_map and report.blocks_reused)
+
+
+def _block_panel(axis, report: RunReport, n: int) -> None:
+    """Step × block map of reused residuals; y labels: block and its share of reused calls."""
+    names = report.block_names
+    grid = np.zeros((len(names), n))
+    for i, row in enumerate(report.block_reuse_map[:n]):
+        grid[:len(row), i] = row[:len(names)]
+    axis.imshow(grid, aspect="auto", origin="lower", cmap="Oranges", vmin=0, vmax=max(1.0, float(grid.max())),
+                extent=(-0.5, n - 0.5, -0.5, len(names) - 0.5), interpolation="nearest")
+    every = max(1, math.ceil(len(names) / 16))
+    ticks = list(range(0, len(names), every))
+    labels = []
+    for j in ticks:
+        calls = report.block_calls_per_block[j] if j < len(report.block_calls_per_block) else 0
+        share = report.reused_per_block[j] / calls if calls and j < len(report.reused_per_block) else 0.0
+        labels.append(f"{names[j].replace('double_block', 'd').replace('single_block', 's')} {100 * share:.0f}%")
+    axis.set_yticks(ticks)
+    axis.set_yticklabels(labels, fontsize=6.5)
+    mode = f" ({report.block_mode})" if report.block_mode else ""
+    axis.set_ylabel(f"block reused{mode}\n(share of its calls)", fontsize=8)
+
+
+def report_figure_png(report: RunReport, width_px: int = 900, height_px: int | None = None) -> bytes:
     """Render ``report`` to PNG bytes with matplotlib (Agg backend, no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -52,8 +78,12 @@ def report_figure_png(report: RunReport, width_px: int = 900, height_px: int = 5
     lfd, acc, thr = (_series(v, n) for v in (report.lfd, report.accumulated, report.threshold))
     skipped = [s for s in report.skipped_steps if 0 <= s < n]
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width_px / 100, height_px / 100), dpi=100, sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1.3]})
+    block_map = _has_block_map(report)
+    height_px = height_px or (760 if block_map else 560)
+    rows = [3, 1.3, 2.2] if block_map else [3, 1.3]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(width_px / 100, height_px / 100), dpi=100, sharex=True,
+                             gridspec_kw={"height_ratios": rows})
+    top, bottom = axes[0], axes[1]
     for axis in (top, bottom):
         for s in skipped:
             axis.axvspan(s - 0.5, s + 0.5, color=SKIP_COLOR, alpha=0.18, lw=0)
@@ -99,7 +129,11 @@ def report_figure_png(report: RunReport, width_px: int = 900, height_px: int = 5
     if not blocks.any():
         bottom.text(0.5, 0.5, "no block residuals reused (BlockCache off or nothing to reuse)",
                     transform=bottom.transAxes, ha="center", va="center", fontsize=8, color="0.35")
-    bottom.set_xlabel("sampler step")
+    if block_map:
+        _block_panel(axes[2], report, n)
+        for s in skipped:
+            axes[2].axvspan(s - 0.5, s + 0.5, color=SKIP_COLOR, alpha=0.18, lw=0)
+    axes[-1].set_xlabel("sampler step")
     bottom.set_xlim(-0.7, n - 0.3)
     bottom.yaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout(rect=(0, 0.035 if subtitle else 0, 1, 1))
