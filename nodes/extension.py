@@ -7,6 +7,7 @@ import folder_paths
 from comfy_api.latest import ComfyExtension, io
 
 from .blockcache_node import BlockCacheNode
+from .calibrate_node import CalibrateNode
 from .demo_nodes import DEMO_NODES
 from .lfcache_node import LFCacheNode
 from .report_node import ReportNode
@@ -25,7 +26,7 @@ def register_demo_model_folder() -> None:
 
 class PreciseCacheExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LFCacheNode, BlockCacheNode, PreciseCacheSamplerNode, ReportNode, *DEMO_NODES]
+        return [LFCacheNode, BlockCacheNode, PreciseCacheSamplerNode, ReportNode, CalibrateNode, *DEMO_NODES]
 
 
 async def comfy_entrypoint() -> PreciseCacheExtension:

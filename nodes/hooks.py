@@ -34,6 +34,7 @@ from ..precisecache_core.trial import check_factors_fit
 from ..precisecache_core.trial_inputs import (MODEL_GEOMETRY_KEY, TrialInputError, cond_index, record_model_geometry,
                                               select_stream, trial_call)
 from .models import model_support
+from .presets import calibration_notes
 
 WRAPPER_KEY = "precisecache"
 SETUP_KEY = "precisecache_setup"
@@ -77,6 +78,8 @@ class PreciseCacheSetup:
         if self.lf:
             lf = self.lf
             rule = f"speed target {lf.speed_target:g}x" if lf.speed_target else f"alpha={lf.alpha:g}"
+            if lf.calibration is not None:
+                rule = f"calibrated preset '{lf.calibration.name}' = {rule}"
             parts.append(f"LFCache {rule} metric={lf.metric} trial={'x'.join(map(str, lf.trial_downsample))} "
                          f"{lf.trial_operator} on {lf.trial_streams} streams radius={lf.lowpass_radius:g} window={lf.start_percent:g}-{lf.end_percent:g} reuse={lf.reuse}")
         if self.block:
@@ -226,6 +229,8 @@ def outer_sample_wrapper(executor, *args, **kwargs):
                               sync=rank_sync_for_run(sample_group_of(options), support.block_keys))
         options[RUN_KEY] = run
         options[FAMILY_KEY] = support.family
+        run.report.notes.extend(calibration_notes(setup.lf, guider.model_patcher, latent_shape, run.clock.steps,
+                                                  args[2] if len(args) > 2 else None, getattr(guider, "cfg", None)))
         for note in run.report.notes:
             log.info("PreciseCache - %s", note)
         result = executor(*args, **kwargs)

@@ -11,13 +11,21 @@ from ..precisecache_core.config import (DEFAULT_LFCACHE_PRESET, LF_METRICS, REUS
 from ..precisecache_core.trial import TRIAL_OPERATORS
 from .hooks import apply_setup
 from .inputs import CATEGORY, model_input, validation_result, window_inputs
+from .presets import calibrated_choices, calibrated_config, calibrated_name, choice_fingerprint, load_choice
 
 PRESETS = [*LFCACHE_PRESETS, "custom"]
 PRESET_HELP = ("Each preset asks for a share of the work, spent on the steps whose low-frequency change is "
                "largest: " + ", ".join(f"{name} {config.speed_target:g}x less work" for name, config in
                                        LFCACHE_PRESETS.items()) +
                " (Base: closest to uncached; Turbo: visibly lossless on the benchmark models; Flash: fastest). "
-               "custom: use speed_target (or alpha when speed_target is 0).")
+               "custom: use speed_target (or alpha when speed_target is 0). "
+               "calibrated: <name>: the speed target PreciseCache Calibrate chose on your own setup (the report "
+               "says when this run's setup differs).")
+
+
+def preset_options() -> list[str]:
+    """The built-in presets, 'custom', then the saved calibrated presets (read at every call)."""
+    return [*PRESETS, *calibrated_choices()]
 
 
 class LFCacheNode(io.ComfyNode):
@@ -33,7 +41,7 @@ class LFCacheNode(io.ComfyNode):
                         "prediction, within the work budget the target allows.",
             inputs=[
                 model_input(),
-                io.Combo.Input("preset", options=PRESETS, default=DEFAULT_LFCACHE_PRESET, tooltip=PRESET_HELP),
+                io.Combo.Input("preset", options=preset_options(), default=DEFAULT_LFCACHE_PRESET, tooltip=PRESET_HELP),
                 io.Float.Input("speed_target", default=LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target,
                                min=0.0, max=SPEED_TARGET_RANGE[1], step=0.1,
                                tooltip=f"Only with preset 'custom'. Times less work than uncached, "
@@ -86,6 +94,10 @@ class LFCacheNode(io.ComfyNode):
         return validation_result(config_from_inputs, **kwargs)
 
     @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return choice_fingerprint(kwargs.get("preset"))  # a re-calibrated preset re-runs this node
+
+    @classmethod
     def execute(cls, model, **inputs) -> io.NodeOutput:
         return io.NodeOutput(apply_setup(model, lf=config_from_inputs(**inputs)))
 
@@ -97,14 +109,18 @@ def config_from_inputs(preset: str = DEFAULT_LFCACHE_PRESET, speed_target: float
 
     ``options``: the remaining LFCacheConfig fields by name (window, skip limit, reuse, trial operator,
     metric); anything else (ComfyUI's hidden inputs) is ignored."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset = {preset!r} is not allowed: choose one of {PRESETS}")
+    calibrated = calibrated_name(preset)
+    if preset not in PRESETS and calibrated is None:
+        raise ValueError(f"preset = {preset!r} is not allowed: choose one of {preset_options()}")
     if speed_target is None:
         speed_target = LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target
     # the speed_target and alpha widgets are used only by 'custom', but a bad value is refused whatever
     # the preset (validate_inputs takes **kwargs, so ComfyUI's own min/max checks are skipped)
     LFCacheConfig(speed_target=speed_target, alpha=alpha).validate()
-    base = LFCACHE_PRESETS.get(preset, LFCacheConfig(speed_target=speed_target, alpha=alpha))
+    if calibrated is not None:
+        base = calibrated_config(load_choice(preset, "preset"))
+    else:
+        base = LFCACHE_PRESETS.get(preset, LFCacheConfig(speed_target=speed_target, alpha=alpha))
     fields = {f.name for f in dataclasses.fields(LFCacheConfig)} - {"speed_target", "alpha", "trial_downsample"}
     return dataclasses.replace(
         base, trial_downsample=(trial_downsample_t, trial_downsample_h, trial_downsample_w),

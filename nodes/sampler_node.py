@@ -11,12 +11,28 @@ from ..precisecache_core import SAMPLER_PRESETS
 from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET
 from ..precisecache_core.trial import check_factors_fit
 from .hooks import apply_setup, get_setup
-from .inputs import CATEGORY
+from .inputs import CATEGORY, validation_result
+from .presets import calibrated_choices, calibrated_config, calibrated_name, choice_fingerprint, load_choice
 
 PRESET_HELP = ("LFCache speed targets: " + ", ".join(
     f"{name} {lf.speed_target:g}x less work" for name, (lf, block) in SAMPLER_PRESETS.items() if lf and not block) +
     " (Base: closest to uncached; Turbo: visibly lossless on the benchmark models; Flash: fastest). "
-    "paper Flash: the paper's alpha 0.5 + BlockCache 40% pivotal, refresh 3 (for deep models). off: plain KSampler.")
+    "paper Flash: the paper's alpha 0.5 + BlockCache 40% pivotal, refresh 3 (for deep models). off: plain KSampler. "
+    "calibrated: <name>: the speed target PreciseCache Calibrate chose on your own setup (LFCache alone).")
+
+
+def preset_options() -> list[str]:
+    """The built-in presets, then the saved calibrated presets (read at every call)."""
+    return [*SAMPLER_PRESETS, *calibrated_choices()]
+
+
+def preset_configs(preset: str):
+    """(LFCache config or None, BlockCache config or None) of a preset (ValueError naming the input)."""
+    if calibrated_name(preset) is not None:
+        return calibrated_config(load_choice(preset, "preset")), None
+    if preset in SAMPLER_PRESETS:
+        return SAMPLER_PRESETS[preset]
+    raise ValueError(f"preset = {preset!r} is not allowed: choose one of {preset_options()}")
 
 
 class PreciseCacheSamplerNode(io.ComfyNode):
@@ -29,7 +45,7 @@ class PreciseCacheSamplerNode(io.ComfyNode):
             description="KSampler with PreciseCache applied in one node. " + PRESET_HELP,
             inputs=[
                 io.Model.Input("model", tooltip="Wan 2.1/2.2, HunyuanVideo or LTX-Video model."),
-                io.Combo.Input("preset", options=list(SAMPLER_PRESETS), default=DEFAULT_LFCACHE_PRESET,
+                io.Combo.Input("preset", options=preset_options(), default=DEFAULT_LFCACHE_PRESET,
                                tooltip=PRESET_HELP),
                 io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
                              tooltip="The random seed used for creating the noise."),
@@ -55,11 +71,18 @@ class PreciseCacheSamplerNode(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, preset=None) -> bool | str:
+        """A missing or damaged calibrated preset is refused before the prompt runs, naming its file."""
+        return True if preset is None else validation_result(preset_configs, preset=preset)
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return choice_fingerprint(kwargs.get("preset"))  # a re-calibrated preset re-runs this node
+
+    @classmethod
     def execute(cls, model, preset: str, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
                 positive, negative, latent_image, denoise: float) -> io.NodeOutput:
-        if preset not in SAMPLER_PRESETS:
-            raise ValueError(f"preset = {preset!r} is not allowed: choose one of {list(SAMPLER_PRESETS)}")
-        lf, block = SAMPLER_PRESETS[preset]
+        lf, block = preset_configs(preset)
         if lf is not None:
             check_factors_fit(lf.trial_downsample, tuple(latent_image["samples"].shape))
         patched = apply_setup(model, lf=lf, block=block) if (lf or block) else model
