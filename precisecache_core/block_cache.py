@@ -85,6 +85,10 @@ class _SlotBlocks:
 class BlockResidualCache:
     """Per-run residual store plus the block-level bookkeeping of BlockCache."""
 
+    pivotal_sync: Callable[[dict, float], set] | None = None
+    """Set by the run when several ranks compute one sample: the pivotal set from the scores reduced
+    over them, the same on every rank (:meth:`rank_sync.RankSync.pivotal_blocks`)."""
+
     def __init__(self, config: BlockCacheConfig):
         self.config = config
         self._slots: dict[SlotKey, _SlotBlocks] = {}
@@ -140,6 +144,8 @@ class BlockResidualCache:
 
     # -- internals ----------------------------------------------------------------------------
     def _rank(self, state: _SlotBlocks) -> set[BlockKey]:
+        if self.pivotal_sync is not None:
+            return self.pivotal_sync(state.scores, self.config.pivotal_ratio)
         keys = list(state.scores)
         mask = select_pivotal(torch.stack([state.scores[k] for k in keys]), self.config.pivotal_ratio)
         return {k for k, m in zip(keys, mask.tolist()) if m}

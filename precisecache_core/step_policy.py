@@ -46,13 +46,17 @@ class StepDecision:
     delta: float = math.nan
     metric: float = math.nan
     threshold: float = math.nan
+    abandoned: bool = False
+    """With a rank sync: some rank's trial failed at this step; every rank turns LFCache off."""
 
 
 class StepPolicy:
     """See module doc. ``allowed[i]``: step i lies in the LFCache window."""
 
     def __init__(self, allowed: Sequence[bool], *, alpha: float, speed_target: float, metric: str,
-                 lowpass_radius: float, max_consecutive_skips: int, trial_cost: float):
+                 lowpass_radius: float, max_consecutive_skips: int, trial_cost: float, sync=None):
+        self.sync = sync
+        """:class:`rank_sync.RankSync` when several ranks compute one sample (None: one GPU, nothing reduced)."""
         self.metric = metric
         self.lowpass_radius = lowpass_radius
         self.target: SpeedTargetDecider | None = None
@@ -90,16 +94,57 @@ class StepPolicy:
             return self._forced(step) is None
         return step + 1 < self.steps and self.decidable[step + 1]
 
-    def decide(self, step: int, trial: torch.Tensor | None) -> StepDecision:
-        """Step ``step``'s decision from its trial prediction (None: no trial ran at this step)."""
+    def decide(self, step: int, trial: torch.Tensor | None, failed: bool = False) -> StepDecision:
+        """Step ``step``'s decision from its trial prediction (None: no trial ran at this step).
+
+        With a sync, called exactly once per step on every rank (``failed``: this rank's trial could
+        not be run); its collectives are issued whatever is decided (see :mod:`rank_sync`)."""
         delta = drift = None
         if trial is not None:
             if self._prev_trial is not None and self._prev_trial.shape == trial.shape:
                 delta = float(low_frequency_distance(trial, self._prev_trial, self.lowpass_radius))
             if self.metric == "drift" and self._reference is not None and self._reference.shape == trial.shape:
                 drift = float(low_frequency_distance(trial, self._reference, self.lowpass_radius))
-            if self.target is not None:
+        if self.sync is not None:
+            return self._decide_synced(step, trial, delta, drift, failed)
+        if trial is not None and self.target is not None:
+            self.target.charge_trial(step)
+        return self._decide_from(step, trial, delta, drift)
+
+    def _decide_synced(self, step: int, trial: torch.Tensor | None, delta: float | None, drift: float | None,
+                       failed: bool) -> StepDecision:
+        """The ranks' mean Δ and D, the rule on them, then the skip flag agreed (skip only if every rank
+        skips). Two all-reduces, whatever is decided."""
+        cost = self.target.trial_cost if self.target is not None else 0.0
+        delta, drift, cost, any_failed = self.sync.step_numbers(delta, drift, cost, failed)
+        if any_failed:  # some rank could not run its trial: LFCache stops on every rank, this step computed
+            self.sync.all_agree(False)
+            return StepDecision(skip=False, trial=trial is not None, abandoned=True)
+        if self.target is not None:
+            self.target.trial_cost = cost
+            if trial is not None:
                 self.target.charge_trial(step)
+        decision = self._decide_from(step, trial, delta, drift)
+        if self.sync.all_agree(decision.skip) != decision.skip:
+            self._overrule_skip(trial)  # another rank computes this step: so does this one
+            self.sync.overruled += 1
+            decision.skip = False
+        return decision
+
+    def _overrule_skip(self, trial: torch.Tensor | None) -> None:
+        """Turn this rank's skip of the step just decided into a compute, in the rule state exactly as
+        if the rule had decided compute (the state the other ranks now hold)."""
+        if self.target is not None:
+            self.target.consecutive_skips = 0
+            self.target.spent += 1.0
+        else:
+            self.alpha_rule.accumulated = 0.0
+            self.alpha_rule.consecutive_skips = 0
+        self._accumulated = 0.0
+        self._reference = self._prev_trial  # this step's trial (already stored as the latest one)
+
+    def _decide_from(self, step: int, trial: torch.Tensor | None, delta: float | None,
+                     drift: float | None) -> StepDecision:
         if delta is not None:
             self._accumulated += delta
         metric = drift if self.metric == "drift" else (self._accumulated if delta is not None else None)
