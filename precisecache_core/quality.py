@@ -9,8 +9,10 @@ Two layouts:
 Both are cut into 2-D planes ``[H, W]`` (one per frame and channel). PSNR is taken over the whole
 tensor: 10·log10(peak² / MSE), ∞ when identical. SSIM (Wang et al. 2004) is the mean of the SSIM
 map over every plane's valid region (no padding), with an 11×11 Gaussian window of σ 1.5 and
-K1 = 0.01, K2 = 0.03 — the conventions of torchmetrics' ``structural_similarity_index_measure`` and
-scikit-image's ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``. On
+K1 = 0.01, K2 = 0.03: scikit-image's ``structural_similarity(gaussian_weights=True,
+use_sample_covariance=False)``, and torchmetrics' ``structural_similarity_index_measure`` map on the
+same region (torchmetrics also averages a 5-cell border of reflect-padded values, which moves its
+mean by about 1e-4; scripts/benchmark.py reports that one). On
 planes smaller than 11 cells (tiny latents) the window shrinks to the largest odd size that fits,
 σ scaled with it; planes under 3 cells have no SSIM (None).
 
