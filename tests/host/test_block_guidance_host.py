@@ -197,6 +197,35 @@ def test_without_lfcache_trial_guided_is_the_static_rule_with_a_note(ready):
     assert_same(out_guided, out_static)
 
 
+def test_chains_to_a_block_patch_installed_before_it_in_the_trial_too(ready):
+    """A foreign patch on block 0 (runs the block, nudges its output) keeps running under trial-guided
+    BlockCache: in every trial forward (whose residual then includes the nudge) and whenever block 0 is
+    computed at full size; with τ 0 the output equals the foreign-patched model's."""
+    comfy, pack = ready
+    model = comfy.load_model("wan")
+    calls = []
+
+    def other_patch(args, extra):
+        calls.append(args["img"].shape[1])
+        out = extra["original_block"](args)
+        return {"img": out["img"] * 1.01}
+
+    foreign = model.clone()
+    foreign.set_model_patch_replace(other_patch, "dit", "double_block", 0)
+    reference = comfy.sample(foreign, "wan", steps=STEPS, cfg=5.0)
+    calls.clear()
+    assert_same(comfy.sample(_guided(comfy, foreign, threshold=0.0), "wan", steps=STEPS, cfg=5.0), reference)
+    full = max(calls)
+    assert sum(1 for n in calls if n < full) == STEPS and sum(1 for n in calls if n == full) == STEPS
+    calls.clear()
+    patched = _guided(comfy, foreign, threshold=THRESHOLDS["wan"])
+    comfy.sample(patched, "wan", steps=STEPS, cfg=5.0)
+    report = latest_report(pack, patched)
+    assert report.reused_per_block[0] > 0
+    assert sum(1 for n in calls if n < full) == STEPS
+    assert sum(1 for n in calls if n == full) == report.block_calls_per_block[0] - report.reused_per_block[0]
+
+
 @pytest.fixture(scope="module")
 def ready(comfy, tiny_models, precisecache_pack):
     return comfy, precisecache_pack
