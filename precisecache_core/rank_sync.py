@@ -80,6 +80,9 @@ class SampleGroup:
 
     group: object = None
     description: str = ""
+    is_precisecache_sample_group = True
+    """Recognised by this marker, not by class identity: ComfyUI imports the pack under its folder
+    name, and Ray actors receive it by value, so two copies of this class may meet."""
 
     def __deepcopy__(self, memo) -> "SampleGroup":
         return self
@@ -163,7 +166,7 @@ class RankSync:
 def sample_group_of(options: dict | None) -> SampleGroup | None:
     """The :class:`SampleGroup` a model's ``transformer_options`` carry, if any."""
     value = (options or {}).get(SAMPLE_GROUP_KEY)
-    return value if isinstance(value, SampleGroup) else None
+    return value if getattr(value, "is_precisecache_sample_group", False) else None
 
 
 def for_run(sample_group: SampleGroup | None, block_keys: Sequence[Hashable] = ()) -> RankSync | None:
