@@ -169,14 +169,16 @@ def lfcache(node_id, pos, model, preset="Turbo", speed_target=2.0, alpha=0.5, gr
         "trial_downsample_h": 4, "trial_downsample_w": 4,
         "lowpass_radius": 0.2, "start_percent": window.get("start_percent", 0.0),
         "end_percent": window.get("end_percent", 1.0), "max_consecutive_skips": 0, "reuse": "output",
-        "trial_operator": "strided", "metric": "accumulated"},
+        "trial_operator": "strided", "metric": "accumulated", "trial_streams": "cond",
+        "step_aside": True},
         {"model": model}, group=group)
 
 
 def blockcache(node_id, pos, model, pivotal_ratio=0.4, refresh_interval=3, group="PreciseCache") -> Node:
     return Node(node_id, "PreciseCacheBlockCache", pos, {
         "pivotal_ratio": pivotal_ratio, "refresh_interval": refresh_interval, "start_percent": 0.0,
-        "end_percent": 1.0, "ranking": "relative_l2", "memory_budget_mb": 0.0, "residual_location": "gpu"},
+        "end_percent": 1.0, "ranking": "relative_l2", "memory_budget_mb": 0.0, "residual_location": "gpu",
+        "mode": "static", "change_threshold": 0.1},
         {"model": model}, group=group)
 
 
@@ -238,6 +240,49 @@ def demo_workflow() -> Workflow:
     ]
     return Workflow("precisecache_demo", "PreciseCache demo (tiny bundled model, runs on any CPU)", nodes,
                     {"Model": "#3f789e", "PreciseCache": "#3f8e4f", "Sample": "#a1309b", "Report": "#b58b2a"})
+
+
+def sampler_demo_workflow() -> Workflow:
+    """The demo again, with the one-node PreciseCache Sampler instead of LFCache + BlockCache +
+    KSampler + Report: the simplest way to use the pack."""
+    prompt = "a white circle growing"
+    text = ("PreciseCache Sampler demo: the same tiny bundled model as the PreciseCache demo, with the "
+            "one-node PreciseCache Sampler: KSampler's inputs plus a preset.\n\n"
+            f"Model: {DEMO_MODEL} (ships in the pack's models/ folder, listed under diffusion_models; "
+            "nothing to download). Its conditioning and decode nodes stand in for a text encoder and a VAE.\n\n"
+            "Presets:\n"
+            "- off: plain KSampler (the uncached reference).\n"
+            "- Base: LFCache 1.5x less work. Closest to the uncached video.\n"
+            "- Turbo: LFCache 2x (default, set here).\n"
+            "- Flash: LFCache 2.5x. Fastest preset; small differences.\n"
+            "- paper Flash: the paper's alpha 0.5 + BlockCache 40 % pivotal, refresh 3 (for deep models with "
+            "30-60 blocks; on this 4-block model it costs more quality than it saves).\n\n"
+            "The sampler's report output (what the cache did: skipped steps, work saved counted in forwards, "
+            "sampling time) is shown by the Preview Any node. For the per-step plot use the separate nodes "
+            "(LFCache, BlockCache, KSampler, PreciseCache Report), as in the PreciseCache demo.\n\n"
+            "Switch the preset to off and queue again to see the uncached video and time. On a slow or busy "
+            "CPU the trial of this tiny model can cost more time than a skipped step saves: LFCache then "
+            "steps aside (computes every step) and the report says so.")
+    nodes = [
+        Node(1, "UNETLoader", (COL[0], 0), {"unet_name": DEMO_MODEL, "weight_dtype": "default"}, group="Model"),
+        Node(2, "PreciseCacheDemoConditioning", (COL[0], 150), {"prompt": prompt}, group="Model"),
+        Node(3, "EmptyHunyuanLatentVideo", (COL[0], 300), {"width": 128, "height": 128, "length": 9,
+                                                         "batch_size": 1}, group="Model"),
+        Node(4, "PreciseCacheSampler", (COL[1], 0), {"preset": "Turbo", "seed": 0, "steps": 50, "cfg": 5.0,
+                                                     "sampler_name": "euler", "scheduler": "simple",
+                                                     "denoise": 1.0},
+             {"model": (1, 0), "positive": (2, 0), "negative": (2, 1), "latent_image": (3, 0)},
+             width=340, group="PreciseCache Sampler"),
+        Node(5, "PreciseCacheDemoDecode", (COL[2], 0), {}, {"samples": (4, 0)}, group="Output"),
+        Node(6, "SaveAnimatedWEBP", (COL[2], 100), {"filename_prefix": "PreciseCache/sampler_demo", "fps": 8.0,
+                                                    "lossless": False, "quality": 90, "method": "default"},
+             {"images": (5, 0)}, width=340, height=420, group="Output"),
+        Node(7, "PreviewAny", (COL[1], 380), {}, {"source": (4, 1)}, title="Report (text)", width=380,
+             height=300, group="PreciseCache Sampler"),
+        note(8, (COL[0], 470), text, width=360, height=560),
+    ]
+    return Workflow("precisecache_sampler_demo", "PreciseCache Sampler demo (one node, tiny bundled model, any CPU)",
+                    nodes, {"Model": "#3f789e", "PreciseCache Sampler": "#3f8e4f", "Output": "#a1309b"})
 
 
 def _wan_text_nodes(clip_id, first_id, x, y, positive, negative=WAN_NEGATIVE):
@@ -475,8 +520,8 @@ def ltxv_t2v_workflow() -> Workflow:
                     WAN_GROUPS)
 
 
-WORKFLOWS = [demo_workflow, wan21_t2v_workflow, wan21_i2v_workflow, wan22_t2v_workflow, hunyuan_t2v_workflow,
-             ltxv_t2v_workflow]
+WORKFLOWS = [demo_workflow, sampler_demo_workflow, wan21_t2v_workflow, wan21_i2v_workflow, wan22_t2v_workflow,
+             hunyuan_t2v_workflow, ltxv_t2v_workflow]
 
 
 def all_workflows() -> list[Workflow]:

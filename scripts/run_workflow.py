@@ -20,6 +20,15 @@ python_embeded, else this Python. The device is the GPU when that Python's torch
 (``--device cpu`` forces the CPU). Prints progress per sampler step, the PreciseCache report and
 the paths of the outputs. A model file the workflow names but ComfyUI does not have is listed with
 the folder it belongs in.
+
+``--compare-uncached`` also measures the realized speed-up: after the normal run (which loads the
+models) it runs the same workflow with PreciseCache off (LFCache and BlockCache nodes bypassed, the
+Report nodes and what shows them left out, PreciseCache Sampler set to preset 'off'; saved files get
+an ``_uncached`` suffix), then the workflow as given once more, and prints both runs' execution time
+on the server (from ComfyUI's own start and end timestamps; the model loaders come from ComfyUI's
+cache in both, so neither run pays for loading) and their ratio; ``--compare-repeats N`` alternates
+N runs of each and prints medians. Everything downstream of the PreciseCache nodes must really run
+each time (checked), so the two times compare the same work.
 """
 from __future__ import annotations
 
@@ -28,6 +37,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +56,12 @@ MODEL_FOLDERS = {
 }
 """Loader inputs that name a model file → the ComfyUI models/ folder it belongs in."""
 HOST_MODULES = ("torch", "torchvision", "yaml", "aiohttp", "safetensors")
+BYPASSED_NODES = {"PreciseCacheLFCache": "model", "PreciseCacheBlockCache": "model"}
+"""PreciseCache's MODEL -> MODEL patch nodes and the input their output stands for when bypassed."""
+REPORT_NODES = {"PreciseCacheReport": {3: "samples"}}
+"""Nodes that need a cached run: left out of the uncached run; output slot -> the input it passes through."""
+SAMPLER_NODES = {"PreciseCacheSampler": ("preset", "off")}
+"""Nodes that sample themselves: set to their uncached setting."""
 
 
 def find_comfyui(explicit: Path | None) -> Path:
@@ -148,11 +164,20 @@ class Progress:
 
     def __init__(self, log: Path | None):
         self.log, self.last = log, None
+        try:  # only what this run writes: an earlier run's progress is in the log already
+            self.start = log.stat().st_size if log else 0
+        except OSError:
+            self.start = 0
 
     def poll(self) -> None:
         if self.log is None:
             return
-        text = tail(self.log, 5)
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(max(self.start, f.seek(0, os.SEEK_END) - 4096))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return
         found = self.pattern.findall(text.replace("\r", "\n"))
         if found and found[-1] != self.last:
             self.last = found[-1]
@@ -190,9 +215,137 @@ def submit_and_wait(url: str, graph: dict, timeout: float, server: subprocess.Po
     return 0, entry
 
 
-def print_outputs(entry: dict, output_root: Path | None) -> None:
+def _is_link(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)) and isinstance(value[1], int)
+
+
+def uncached_variant(graph: dict) -> tuple[dict, list[str], set[str]]:
+    """The workflow with PreciseCache off, what was changed, and the ids of the nodes whose inputs
+    changed (they and everything after them must run again).
+
+    LFCache / BlockCache nodes are bypassed (links to their MODEL output go to their model input);
+    Report nodes are left out (they need a cached run; a link to their samples pass-through goes to
+    their samples input), with every node that needs one of their other outputs; a PreciseCache
+    Sampler gets preset 'off'; ``filename_prefix`` inputs get ``_uncached`` appended."""
+    g = json.loads(json.dumps(graph))
+    titles = {i: n.get("_meta", {}).get("title") or n.get("class_type") for i, n in g.items()}
+    passthrough: dict[tuple[str, int], object] = {}     # (node, slot) -> link it stands for, None = gone
+    changes, dropped, touched = [], set(), set()
+    for node_id, node in g.items():
+        kind = node.get("class_type")
+        if kind in BYPASSED_NODES:
+            passthrough[(node_id, 0)] = node["inputs"][BYPASSED_NODES[kind]]
+            dropped.add(node_id)
+            changes.append(f"bypassed node {node_id} ({titles[node_id]})")
+        elif kind in REPORT_NODES:
+            for slot, name in REPORT_NODES[kind].items():
+                passthrough[(node_id, slot)] = node["inputs"].get(name)
+            dropped.add(node_id)
+            changes.append(f"left out node {node_id} ({titles[node_id]}): it reports cached runs")
+        elif kind in SAMPLER_NODES:
+            name, value = SAMPLER_NODES[kind]
+            node["inputs"][name] = value
+            touched.add(node_id)
+            changes.append(f"node {node_id} ({titles[node_id]}): {name} = {value!r}")
+    if not changes:
+        raise ValueError("the workflow has no PreciseCache node (LFCache, BlockCache, PreciseCache Sampler): "
+                         "there is nothing to compare")
+
+    def resolve(link):
+        while _is_link(link):
+            source = (str(link[0]), link[1])
+            if source[0] in dropped:
+                link = passthrough.get(source)     # None: an output that does not exist without the cache
+            else:
+                return link
+        return link
+
+    changed = True
+    while changed:
+        changed = False
+        for node_id, node in g.items():
+            if node_id in dropped:
+                continue
+            for name, value in node["inputs"].items():
+                if not _is_link(value) or str(value[0]) not in dropped:
+                    continue
+                target = resolve(value)
+                if target is None:
+                    dropped.add(node_id)
+                    changes.append(f"left out node {node_id} ({titles[node_id]}): it shows a left-out node's output")
+                    changed = True
+                    break
+                node["inputs"][name] = target
+                touched.add(node_id)
+    for node_id in dropped:
+        del g[node_id]
+    for node_id, node in g.items():
+        prefix = node["inputs"].get("filename_prefix")
+        if isinstance(prefix, str):
+            node["inputs"]["filename_prefix"] = prefix + "_uncached"
+    return g, changes, touched - dropped
+
+
+def downstream(graph: dict, roots: set[str]) -> set[str]:
+    """``roots`` and every node that takes an output of one of them, transitively."""
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for node_id, node in graph.items():
+            if node_id not in found and any(_is_link(v) and str(v[0]) in found for v in node["inputs"].values()):
+                found.add(node_id)
+                changed = True
+    return found
+
+
+def execution_seconds(entry: dict) -> float:
+    """The prompt's execution time on the server: its execution_start to execution_success timestamps."""
+    stamps = {m[0]: m[1].get("timestamp") for m in entry.get("status", {}).get("messages", [])}
+    return (stamps["execution_success"] - stamps["execution_start"]) / 1000.0
+
+
+def served_from_cache(entry: dict) -> set[str]:
+    return {str(n) for m in entry.get("status", {}).get("messages", []) if m[0] == "execution_cached"
+            for n in m[1].get("nodes", [])}
+
+
+def compare_uncached(url: str, graph: dict, timeout: float, server, log, output_root, repeats: int = 1) -> int:
+    """Run the workflow uncached, then cached again (the models are loaded by now), ``repeats`` times
+    in turn; print both execution times (medians over the repeats) and their ratio."""
+    variant, changes, touched = uncached_variant(graph)
+    print("\ncomparing with the same workflow uncached (PreciseCache off):")
+    for change in changes:
+        print(f"  {change}")
+    ours = {i for i, n in graph.items() if n.get("class_type") in {*BYPASSED_NODES, *REPORT_NODES, *SAMPLER_NODES}}
+    times: dict[str, list[float]] = {"uncached": [], "cached": []}
+    for round_ in range(1, repeats + 1):
+        for name, g, roots in (("uncached", variant, touched), ("cached", graph, ours)):
+            print(f"{name} run{f' {round_}/{repeats}' if repeats > 1 else ''}:")
+            code, entry = submit_and_wait(url, g, timeout, server, log)
+            if entry is None:
+                return code
+            stale = downstream(g, roots) & served_from_cache(entry)
+            if stale:
+                print(f"ComfyUI served node(s) {', '.join(sorted(stale))} of the {name} run from its cache: the runs "
+                      f"did not do the same work, no comparison (restart ComfyUI, or use its default cache)",
+                      file=sys.stderr)
+                return 5
+            if name == "uncached" and round_ == 1:
+                print_outputs(entry, output_root, texts=False)
+            times[name].append(execution_seconds(entry))
+    uncached, cached = statistics.median(times["uncached"]), statistics.median(times["cached"])
+    what = "median of " + str(repeats) + " runs each" if repeats > 1 else "one run each"
+    print(f"\nuncached run: {uncached:.3f} s")
+    print(f"cached run: {cached:.3f} s")
+    print(f"realized speed-up: {uncached / cached:.2f}x (uncached / cached execution time on the server, models "
+          f"already loaded; {what}: on a machine busy with other work, use --compare-repeats 3 or more)")
+    return 0
+
+
+def print_outputs(entry: dict, output_root: Path | None, texts: bool = True) -> None:
     for node_id, output in entry.get("outputs", {}).items():
-        for text in output.get("text", []):
+        for text in output.get("text", []) if texts else []:
             print(f"\n[node {node_id}]\n{text}")
         for key in ("images", "gifs", "videos", "latents", "animated"):
             for item in output.get(key, []) if isinstance(output.get(key), list) else []:
@@ -248,6 +401,11 @@ def main() -> int:
     parser.add_argument("--install-requirements", action="store_true",
                         help="first install this pack's requirements.txt into ComfyUI's Python")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the workflow")
+    parser.add_argument("--compare-uncached", action="store_true",
+                        help="also run the workflow with PreciseCache off, then cached again, and print both "
+                             "execution times and the realized speed-up")
+    parser.add_argument("--compare-repeats", type=int, default=1, metavar="N",
+                        help="with --compare-uncached: N uncached and N cached runs in turn, medians (default 1)")
     args = parser.parse_args()
     if not args.workflow.is_file():
         sys.exit(f"workflow not found: {args.workflow}")
@@ -256,10 +414,20 @@ def main() -> int:
         sys.exit(f"{args.workflow} is a UI-format workflow; export it with 'Export (API)' in ComfyUI, or use the "
                  f"twin under workflows/api/")
     print(f"workflow: {args.workflow}")
+    if args.compare_repeats < 1:
+        sys.exit("--compare-repeats must be 1 or more")
+    if args.compare_uncached:
+        try:
+            uncached_variant(graph)
+        except ValueError as error:
+            sys.exit(f"--compare-uncached: {error}")
     if args.server:
-        code, entry = submit_and_wait(args.server.rstrip("/"), graph, args.timeout, None, None)
+        url = args.server.rstrip("/")
+        code, entry = submit_and_wait(url, graph, args.timeout, None, None)
         if entry:
             print_outputs(entry, None)
+            if args.compare_uncached:
+                code = compare_uncached(url, graph, args.timeout, None, None, None, args.compare_repeats)
         return code
     comfy = find_comfyui(args.comfyui)
     python = find_python(comfy, args.python)
@@ -282,6 +450,9 @@ def main() -> int:
             code, entry = submit_and_wait(url, graph, args.timeout, server, log)
             if entry:
                 print_outputs(entry, output_root)
+                if args.compare_uncached:
+                    code = compare_uncached(url, graph, args.timeout, server, log, output_root,
+                                            args.compare_repeats)
             return code
         finally:
             server.terminate()

@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = REPO / "workflows"
 API_DIR = WORKFLOWS_DIR / "api"
 DEMO = "precisecache_demo"
+SAMPLER_DEMO = "precisecache_sampler_demo"
+DEMOS = (DEMO, SAMPLER_DEMO)
+"""The workflows that run anywhere on the pack's own tiny model (the tests run them to the end)."""
 DEMO_MODEL = REPO / "models" / "precisecache_demo_wan.safetensors"
 PACK_FOLDER = "PreciseCache"          # harness.PACK_LINK_NAME: the pack's folder name in custom_nodes/
 
@@ -35,6 +38,7 @@ SEED_CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # model pages use, so a user who has them needs to change nothing.
 EXPECTED_MODEL_FILES = {
     DEMO: {("diffusion_models", "precisecache_demo_wan.safetensors")},
+    SAMPLER_DEMO: {("diffusion_models", "precisecache_demo_wan.safetensors")},
     "wan2_1_t2v_precisecache": {
         ("diffusion_models", "wan2.1_t2v_1.3B_fp16.safetensors"),
         ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
@@ -71,7 +75,16 @@ MODEL_FILE_INPUTS = {
 }
 INPUT_IMAGES = {"LoadImage": "image"}
 INPUT_IMAGE_NAME = "example.png"      # ComfyUI's own sample input picture
-REQUIRED_PACK_NODES = {"PreciseCacheReport"}
+
+
+def shows_report(ui: dict) -> bool:
+    """Does the workflow show PreciseCache's run report? A Report node, or a PreciseCache Sampler whose
+    report output (slot 1) feeds a Preview Any node."""
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    if any(n["type"] == "PreciseCacheReport" for n in nodes.values()):
+        return True
+    return any(nodes[origin]["type"] == "PreciseCacheSampler" and slot == 1 and nodes[target]["type"] == "PreviewAny"
+               for _id, origin, slot, target, _slot, _type in ui["links"])
 
 
 def ui_path(name: str) -> Path:
@@ -103,7 +116,7 @@ def prepare_base_dir(base_dir: str) -> None:
     folder to ComfyUI, which is what users rely on, so the tests rely on it too."""
     base = Path(base_dir)
     for name, files in EXPECTED_MODEL_FILES.items():
-        if name == DEMO:
+        if name in DEMOS:
             continue
         for folder, filename in files:
             path = base / "models" / folder / filename
