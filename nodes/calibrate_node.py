@@ -157,7 +157,11 @@ class CalibrateNode(io.ComfyNode):
         for i, (config, cached) in enumerate(zip(configs, cached_models)):
             out, seconds = sample(cached, f"LFCache speed target {config.speed_target:g}x", i + 2)
             report = get_setup(cached).reports.latest
-            quality = compare(reference, measured(out), layout)
+            try:
+                quality = compare(reference, measured(out), layout)
+            except ValueError as e:
+                raise ValueError(f"PreciseCache Calibrate cannot measure speed target {config.speed_target:g}x on the "
+                                 f"{'latent' if vae is None else 'decoded frames'}: {e}") from None
             rows.append(CalibrationRow(config.speed_target, seconds, report.estimated_speedup, quality.psnr,
                                        quality.ssim, len(report.skipped_steps), report.steps, tuple(report.notes)))
             del out

@@ -96,6 +96,7 @@ def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 def psnr(reference: torch.Tensor, candidate: torch.Tensor, peak: float) -> float:
     """10·log10(peak² / MSE) over all elements; ``math.inf`` when identical."""
+    reference, candidate = reference.detach(), candidate.detach()
     _check_pair(reference, candidate)
     if not (isinstance(peak, (int, float)) and peak > 0 and math.isfinite(peak)):
         raise ValueError(f"peak = {peak!r} must be a positive finite number")
@@ -112,6 +113,7 @@ def psnr(reference: torch.Tensor, candidate: torch.Tensor, peak: float) -> float
 
 def ssim(reference_planes: torch.Tensor, candidate_planes: torch.Tensor, peak: float) -> tuple[float | None, int]:
     """(mean SSIM, window side) over ``[P, H, W]`` planes; (None, 0) when the planes are too small."""
+    reference_planes, candidate_planes = reference_planes.detach(), candidate_planes.detach()
     _check_pair(reference_planes, candidate_planes)
     side = ssim_window(reference_planes.shape[-2], reference_planes.shape[-1])
     if side == 0:
@@ -133,6 +135,7 @@ def ssim(reference_planes: torch.Tensor, candidate_planes: torch.Tensor, peak: f
 
 def compare(reference: torch.Tensor, candidate: torch.Tensor, layout: str) -> Quality:
     """PSNR and SSIM of ``candidate`` against ``reference`` (see the module doc for ``layout``)."""
+    reference, candidate = reference.detach(), candidate.detach()
     _check_pair(reference, candidate)
     ref_planes, cand_planes = planes(reference, layout), planes(candidate, layout)
     if layout == "image":
@@ -148,5 +151,6 @@ def compare(reference: torch.Tensor, candidate: torch.Tensor, layout: str) -> Qu
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"cannot compare tensors of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        raise ValueError("cannot compare tensors holding NaN or infinity")
+    for which, t in (("reference", a), ("candidate", b)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"cannot compare: the {which} holds NaN or infinity")

@@ -113,7 +113,7 @@ def test_mismatched_or_non_finite_inputs_are_refused():
     a = torch.zeros(1, 8, 8, 3)
     with pytest.raises(ValueError, match="different shapes"):
         quality.compare(a, torch.zeros(1, 8, 9, 3), "image")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="the candidate holds NaN"):
         quality.compare(a, torch.full_like(a, float("nan")), "image")
     with pytest.raises(ValueError, match="layout"):
         quality.compare(a, a, "video")
