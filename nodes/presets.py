@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 
 import folder_paths
 
@@ -92,6 +91,3 @@ def calibration_notes(lf: LFCacheConfig | None, model_patcher, latent_shape, ste
         sampler_function=sampler_function_name(sampler) if sampler is not None else None, cfg=cfg))
     return [note] if note else []
 
-
-def preset_directory_for_display() -> str:
-    return os.path.join(*store().directory.split(os.sep)[-4:])
