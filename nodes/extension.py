@@ -10,6 +10,7 @@ from .blockcache_node import BlockCacheNode
 from .calibrate_node import CalibrateNode
 from .demo_nodes import DEMO_NODES
 from .lfcache_node import LFCacheNode
+from .ray_nodes import ray_nodes
 from .report_node import ReportNode
 from .sampler_node import PreciseCacheSamplerNode
 
@@ -26,7 +27,8 @@ def register_demo_model_folder() -> None:
 
 class PreciseCacheExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [LFCacheNode, BlockCacheNode, PreciseCacheSamplerNode, ReportNode, CalibrateNode, *DEMO_NODES]
+        return [LFCacheNode, BlockCacheNode, PreciseCacheSamplerNode, ReportNode, CalibrateNode, *DEMO_NODES,
+                *ray_nodes()]  # only when raylight is installed
 
 
 async def comfy_entrypoint() -> PreciseCacheExtension:

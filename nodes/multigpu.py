@@ -12,8 +12,10 @@ split again over the ranks, with every block's all-to-alls and the final all-gat
 method swaps of the USP injection set aside (raylight replaces ``forward_orig`` of the WanModel and
 ``forward`` of the attention modules per instance), so every rank runs the whole small trial itself:
 no collective inside, its work duplicated on every rank. Which is faster depends on the collectives'
-latency against the trial's compute (measured on CPU/gloo: ``scripts/sp_trial_timing.py``); the
-default follows that measurement.
+latency against the trial's compute: measured on the CPU with gloo (``scripts/sp_trial_timing.py``,
+2 ranks, ``docs/sp_trial_timing.json``) the sharded trial was as fast at 48 trial tokens and 1.4–5x
+faster from 320 tokens on (a Wan 2.1 14B trial at 480p has ~1000), so sharded is the default. Not
+measured on GPUs.
 
 ``sample_group_ranks(dp_ranks, fsdp)`` is the topology rule: the ranks that must decide alike are
 those with the same data-parallel rank — except under FSDP, whose forwards gather weights across all
@@ -32,8 +34,8 @@ from .hooks import TRIAL_KEY, _transformer_options, get_setup
 
 UNSHARDED_TRIAL_KEY = "precisecache_unsharded_trial"
 TRIAL_MODES = ("sharded", "unsharded")
-DEFAULT_TRIAL_MODE = "unsharded"
-"""Chosen by measurement on CPU/gloo (2 ranks; see the module doc and README); not measured on GPUs."""
+DEFAULT_TRIAL_MODE = "sharded"
+"""Chosen by measurement on CPU/gloo (2 ranks; see the module doc); not measured on GPUs."""
 
 
 def attach_sample_group(model, sample_group: SampleGroup, unsharded_trial: bool = False):
