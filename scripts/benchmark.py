@@ -133,8 +133,17 @@ def _floats(text: str) -> list[float]:
 
 
 FLASH_BLOCK = {"pivotal_ratio": 0.4, "refresh_interval": 3}
-PRESET_NAMES = {0.5: "Base", 0.7: "Turbo"}
-TARGET_PRESET_NAMES: dict = {}
+PRESET_NAMES = {0.5: "paper's Base", 0.7: "paper's Turbo"}
+
+
+def _target_preset_names() -> dict:
+    """speed target → preset name, from the pack's own presets (pure-torch core, imported as a package)."""
+    sys.path.insert(0, str(REPO))
+    from precisecache_core.config import LFCACHE_PRESETS
+    return {config.speed_target: name for name, config in LFCACHE_PRESETS.items()}
+
+
+TARGET_PRESET_NAMES = _target_preset_names()
 
 
 def lf_method(alpha, reuse="output", variant=None, groups=("main",), family="PreciseCache LFCache", tag=""):
@@ -309,11 +318,13 @@ def scenario_configs(args) -> list[ScenarioConfig]:
         elif name == "large":
             out.append(ScenarioConfig("large", size=args.large_size, frames=args.frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.large_pairs, repeats=args.large_repeats,
-                                      alphas=(0.5, 0.7, 1.0, 1.5), flash_alphas=(0.5,), blocks=((0.4, 3),),
-                                      flash_targets=(), guided=(),
-                                      easy_thresholds=(0.1, 0.2, 0.3, 0.5), lazy_thresholds=(0.1, 0.2, 0.3, 0.5),
-                                      easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(0.7, 1.0, 1.5),
-                                      only=only))
+                                      alphas=(0.5, 0.7, 1.0, 1.5), targets=(1.5, 2.0, 2.5, 3.0, 4.0), drift_targets=(),
+                                      all_stream_targets=(), flash_alphas=(0.5,), blocks=((0.4, 3),),
+                                      flash_targets=_flash_specs(args.flash_targets), guided=_flash_specs(args.guided),
+                                      easy_thresholds=(0.05, 0.1, 0.2, 0.3, 0.5),
+                                      lazy_thresholds=(0.05, 0.1, 0.2, 0.3, 0.5),
+                                      easy_shipped_thresholds=(), open_points=False, avg_pool_alphas=(),
+                                      trial_agreement=False, only=only))
         elif name == "xl":
             out.append(ScenarioConfig("xl", size=args.xl_size, frames=args.xl_frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.xl_pairs, repeats=1,
