@@ -13,8 +13,7 @@ next predictor at σ_{i+1} then reuses: one decision per schedule sigma, never t
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Sequence
 
 _REL_TOL = 1e-5
@@ -38,17 +37,20 @@ class StepClock:
         """Number of sampler steps (schedule length − 1)."""
         return max(0, len(self.sigmas) - 1)
 
-    @cached_property
-    def decreasing(self) -> bool:
-        """True when the schedule never increases (repeated sigmas allowed).
+    decreasing: bool = field(init=False, repr=False, compare=False)
+    """True when the schedule never increases (repeated sigmas allowed).
 
-        :meth:`step_of` assumes this; an increasing schedule (FlipSigmas, unsampling / inversion)
-        would map every call to the first or the last step."""
-        return all(b <= a * (1.0 + _REL_TOL) + 1e-12 for a, b in zip(self.sigmas, self.sigmas[1:]))
+    :meth:`step_of` assumes this; an increasing schedule (FlipSigmas, unsampling / inversion)
+    would map every call to the first or the last step."""
+    _negated_step_sigmas: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def _negated_step_sigmas(self) -> tuple[float, ...]:
-        return tuple(-s for s in (self.sigmas[:-1] if len(self.sigmas) > 1 else self.sigmas))
+    def __post_init__(self) -> None:
+        # computed once here rather than with functools.cached_property, whose lock (Python ≤ 3.11)
+        # cannot be pickled: the pack is sent by value to Ray actors (nodes/ray_nodes.py)
+        decreasing = all(b <= a * (1.0 + _REL_TOL) + 1e-12 for a, b in zip(self.sigmas, self.sigmas[1:]))
+        object.__setattr__(self, "decreasing", decreasing)
+        object.__setattr__(self, "_negated_step_sigmas",
+                           tuple(-s for s in (self.sigmas[:-1] if len(self.sigmas) > 1 else self.sigmas)))
 
     def step_of(self, sigma: float) -> int:
         """Index of the step a call at ``sigma`` belongs to (see module doc): a bisection on a

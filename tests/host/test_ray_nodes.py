@@ -180,3 +180,25 @@ def test_report_node_says_what_to_connect_when_rank_zero_has_no_run(comfy, tiny_
     finally:
         del ray_mod.PreciseCacheRayReportNode.calls_factory
 
+
+
+def test_what_is_sent_to_the_actors_pickles_by_value(comfy, tiny_models, ray_mod):
+    """Ray sends the patch function with the pack by value (workers cannot import it by its folder
+    path): everything it reaches must pickle — e.g. no functools.cached_property (a lock in Python
+    3.11), no logger or lock held by value. Checked with cloudpickle, which Ray vendors; the round trip
+    applies the patch to a model like an actor would. The full path with Ray: test_ray_local.py."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    top = importlib.import_module(ray_mod.__name__.rsplit(".nodes.", 1)[0])
+    cloudpickle.register_pickle_by_value(top)
+    try:
+        topology = ray_mod.Topology("none")
+        lf, block = ray_mod.configs_from_inputs("Turbo", 0.5, 2)
+        sent = cloudpickle.dumps((ray_mod.patch_actor_model, lf, block, topology, "sharded"))
+        report_fn = cloudpickle.dumps(ray_mod.latest_report_dict)
+    finally:
+        cloudpickle.unregister_pickle_by_value(top)
+    fn, *args = cloudpickle.loads(sent)
+    model = fn(comfy.load_model("wan"), *args)
+    comfy.sample(model, "wan", seed=2, steps=10, cfg=5.0)
+    report = cloudpickle.loads(report_fn)(model)
+    assert report["steps"] == 10 and report["full_forwards"] > 0
