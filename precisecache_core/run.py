@@ -408,10 +408,9 @@ class PreciseCacheRun:
         report.block_reuse_map = [[self._block_counts.get(i, {}).get(b, 0) for b in order] for i in range(steps)]
         if self.guidance is not None and self.guidance.fallback_steps:
             steps_ = sorted(self.guidance.fallback_steps)
-            report.notes.append(f"BlockCache trial_guided: {len(steps_)} computed steps ran no trial (steps "
-                                f"{_ranges(steps_)}); there each non-pivotal block reused its residual while it "
-                                f"had reused it fewer than {self.block.refresh_interval} times in a row "
-                                f"(the static rule)")
+            report.notes.append(f"BlockCache trial_guided: {len(steps_)} computed step{'s' * (len(steps_) > 1)} ran "
+                                f"no LFCache trial (step{'s' * (len(steps_) > 1)} {_ranges(steps_)}): every block "
+                                f"was computed there")
 
     def _record_decision(self, record: _StepRecord, decision: StepDecision) -> None:
         record.decision = decision

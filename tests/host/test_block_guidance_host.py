@@ -4,9 +4,10 @@ the real block modules that do not use the pack's own bookkeeping:
 
 * off (τ 0, LFCache never skipping): bit-identical to uncached, though every trial records residuals;
 * a block refreshed alone stores out − in of its own full-size call;
-* a block reused at a step had a trial residual that changed by less than τ since the step its residual
-  was stored, and a block recomputed there (with a stored residual) one that changed by τ or more —
-  both from the trial calls' inputs and outputs seen by the hooks;
+* a block reused at a step had a trial residual that changed by less than τ (relative to the block's
+  trial input) since the step its residual was stored, and a block recomputed there (with a stored
+  residual) one that changed by τ or more — both from the trial calls' inputs and outputs seen by the
+  hooks;
 * the error vs uncached is below that of dropping the same blocks;
 * without LFCache on the model: the static rule, with a note, identical to mode 'static'.
 """
@@ -19,10 +20,10 @@ from cache_helpers import assert_same, latest_report, pack_module, spy_on_runs, 
 
 KINDS = ["wan", "hunyuan", "ltxv"]
 STEPS = 20
-THRESHOLDS = {"wan": 0.45, "hunyuan": 0.65, "ltxv": 0.45}
-"""τ per tiny model, about the median change of its trial residuals from one step to the next (these
-random-weight networks change 0.3–0.7 (Wan, LTX-Video) and 0.5–0.95 (HunyuanVideo) per step at 20
-steps): some blocks are reused and some refreshed."""
+THRESHOLDS = {"wan": 0.2, "hunyuan": 0.26, "ltxv": 0.2}
+"""τ per tiny model, about the median change of its blocks' trial residuals from one step to the next
+relative to their input (these random-weight networks: 0.13–0.29 (Wan), 0.16–0.43 (HunyuanVideo),
+0.15–0.26 (LTX-Video) at 20 steps), so that some blocks are reused and some refreshed."""
 NEVER_SKIP = 1e-6
 """LFCache α this small never skips (a step skips when its Δ < α·Δmax), but its trial runs every step."""
 
@@ -72,14 +73,16 @@ def _per_step(calls, keys):
         if trial and key == keys[0]:
             steps.append({"trial": {}, "computed": []})
         if trial:
-            steps[-1]["trial"][key] = (after - before).float()
+            steps[-1]["trial"][key] = ((after - before).float(), before.float().norm())
         else:
             steps[-1]["computed"].append(key)
     return steps
 
 
 def _change(now, ref):
-    return ((now - ref).norm() / ref.norm()).item()
+    """The trial residual's change since ``ref``, relative to the block's trial input."""
+    residual, input_norm = now
+    return ((residual - ref).norm() / input_norm).item()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -154,7 +157,7 @@ def test_reuse_and_refresh_follow_the_trial_residuals_seen_by_independent_hooks(
                     assert change >= threshold * (1 - 1e-4), (kind, i, k, change)
                     decided["refreshed"] += 1
             if k in s["computed"]:
-                reference[k] = s["trial"][k]
+                reference[k] = s["trial"][k][0]
     assert decided["reused"] > 0 and decided["refreshed"] > 0, decided
     # a block refreshed alone (another block of the same forward reused) stored its own out − in
     alone = [(i, b) for i, b in checked if reused_at[i]]
@@ -166,7 +169,7 @@ def test_error_is_below_dropping_the_reused_blocks(ready, kind, monkeypatch):
     comfy, pack = ready
     model = comfy.load_model(kind)
     reference = comfy.sample(model, kind, steps=STEPS, cfg=5.0)
-    patched = _guided(comfy, model, threshold=THRESHOLDS[kind])
+    patched = _guided(comfy, model, threshold=0.9 * THRESHOLDS[kind])
     cached = comfy.sample(patched, kind, steps=STEPS, cfg=5.0)
     reused = latest_report(pack, patched).blocks_reused
     assert reused > 0
