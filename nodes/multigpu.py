@@ -13,9 +13,9 @@ method swaps of the USP injection set aside (raylight replaces ``forward_orig`` 
 ``forward`` of the attention modules per instance), so every rank runs the whole small trial itself:
 no collective inside, its work duplicated on every rank. Which is faster depends on the collectives'
 latency against the trial's compute: measured on the CPU with gloo (``scripts/sp_trial_timing.py``,
-2 ranks, ``docs/sp_trial_timing.json``) the sharded trial was as fast at 48 trial tokens and 1.4–5x
-faster from 320 tokens on (a Wan 2.1 14B trial at 480p has ~1000), so sharded is the default. Not
-measured on GPUs.
+2 ranks, ``docs/sp_trial_timing.json``) the unsharded trial was as fast or up to 1.5x faster at 48
+trial tokens (there the collectives dominate), the sharded one 1.4–2.7x faster at 320 tokens and
+3.5–5x at 2304 (a Wan 2.1 14B trial at 480p has ~1000), so sharded is the default. Not measured on GPUs.
 
 ``sample_group_ranks(dp_ranks, fsdp)`` is the topology rule: the ranks that must decide alike are
 those with the same data-parallel rank — except under FSDP, whose forwards gather weights across all
