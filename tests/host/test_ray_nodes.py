@@ -135,50 +135,42 @@ def test_same_configuration_inside_every_actor_fresh_per_run_report_from_rank_ze
     actors = [FakeActor(comfy.load_model("wan"), r, {"is_xdit": True, "ulysses_degree": 2}) for r in range(2)]
     ray_actors = {"workers": actors}
     node, report_node = ray_mod.PreciseCacheRayNode, ray_mod.PreciseCacheRayReportNode
-    node.calls_factory = report_node.calls_factory = _calls(ray_mod, fake_ray)
-    node.version_probe = staticmethod(lambda: "1.5.1")
-    try:
-        with pytest.raises(ray_mod.RaylightRefused):
-            _execute(node, _prompt("RayKill"), ray_actors, "Turbo", 0.5, 2, "sharded", False)
-        assert all(hooks.get_setup(a.model) is None for a in actors)  # refused before anything was sent
-        _execute(node, _prompt("XFuserKSamplerAdvanced"), ray_actors, "Base", 1.0, 2, "sharded", False)
-        out = _execute(node, _prompt("XFuserKSamplerAdvanced"), ray_actors, "Turbo", 0.5, 2, "unsharded", False)
-        assert out.result[0] is ray_actors
-        assert fake_ray.by_value and all(name == fake_ray.by_value[0] for name in fake_ray.by_value)
-        setups = [hooks.get_setup(a.model) for a in actors]
-        assert all(s.lf == setups[0].lf and s.block == setups[0].block for s in setups)
-        assert setups[0].lf.speed_target == 2.0 and setups[0].block.pivotal_ratio == 0.5  # the second patch
-        for a in actors:  # the first patch was taken off, not stacked under the second
-            dit = a.model.model_options["transformer_options"]["patches_replace"]["dit"]
-            assert all(type(p).__name__ == "BlockPatch" and p.previous is None for p in dit.values())
-        outs = [[comfy.sample(a.model, "wan", seed=2, steps=12, cfg=5.0) for a in actors] for _ in range(2)]
-        text, _, report_json = _execute(report_node, None, ray_actors).result
-        reports = hooks.get_setup(actors[0].model).reports
-        assert reports.runs == 2 and "skipped" in text
-        first, second = reports.reports[0], reports.reports[1]
-        assert first.skipped_steps == second.skipped_steps and first.skipped_steps  # fresh state each run
-        assert first.blocks_reused == second.blocks_reused > 0
-        import torch
-        assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][0], outs[0][1])
-    finally:
-        for n in (node, report_node):
-            for attr in ("calls_factory", "version_probe"):
-                if attr in vars(n):
-                    delattr(n, attr)
+    monkeypatch.setattr(node, "calls_factory", _calls(ray_mod, fake_ray))
+    monkeypatch.setattr(report_node, "calls_factory", _calls(ray_mod, fake_ray))
+    monkeypatch.setattr(node, "version_probe", staticmethod(lambda: "1.5.1"))
+    with pytest.raises(ray_mod.RaylightRefused):
+        _execute(node, _prompt("RayKill"), ray_actors, "Turbo", 0.5, 2, "sharded", False)
+    assert all(hooks.get_setup(a.model) is None for a in actors)  # refused before anything was sent
+    _execute(node, _prompt("XFuserKSamplerAdvanced"), ray_actors, "Base", 1.0, 2, "sharded", False)
+    out = _execute(node, _prompt("XFuserKSamplerAdvanced"), ray_actors, "Turbo", 0.5, 2, "unsharded", False)
+    assert out.result[0] is ray_actors
+    assert fake_ray.by_value and all(name == fake_ray.by_value[0] for name in fake_ray.by_value)
+    setups = [hooks.get_setup(a.model) for a in actors]
+    assert all(s.lf == setups[0].lf and s.block == setups[0].block for s in setups)
+    assert setups[0].lf.speed_target == 2.0 and setups[0].block.pivotal_ratio == 0.5  # the second patch
+    for a in actors:  # the first patch was taken off, not stacked under the second
+        dit = a.model.model_options["transformer_options"]["patches_replace"]["dit"]
+        assert all(type(p).__name__ == "BlockPatch" and p.previous is None for p in dit.values())
+    outs = [[comfy.sample(a.model, "wan", seed=2, steps=12, cfg=5.0) for a in actors] for _ in range(2)]
+    text, _, report_json = _execute(report_node, None, ray_actors).result
+    reports = hooks.get_setup(actors[0].model).reports
+    assert reports.runs == 2 and "skipped" in text
+    first, second = reports.reports[0], reports.reports[1]
+    assert first.skipped_steps == second.skipped_steps and first.skipped_steps  # fresh state each run
+    assert first.blocks_reused == second.blocks_reused > 0
+    import torch
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][0], outs[0][1])
 
 
 def pack_module_of(ray_mod, dotted: str):
     return importlib.import_module(f"{ray_mod.__name__.rsplit('.nodes.', 1)[0]}.{dotted}")
 
 
-def test_report_node_says_what_to_connect_when_rank_zero_has_no_run(comfy, tiny_models, ray_mod):
+def test_report_node_says_what_to_connect_when_rank_zero_has_no_run(comfy, tiny_models, ray_mod, monkeypatch):
     actors = [FakeActor(comfy.load_model("wan"), 0, {})]
-    ray_mod.PreciseCacheRayReportNode.calls_factory = _calls(ray_mod, FakeRay())
-    try:
-        with pytest.raises(ValueError, match="rank 0 has no PreciseCache run yet"):
-            _execute(ray_mod.PreciseCacheRayReportNode, None, {"workers": actors})
-    finally:
-        del ray_mod.PreciseCacheRayReportNode.calls_factory
+    monkeypatch.setattr(ray_mod.PreciseCacheRayReportNode, "calls_factory", _calls(ray_mod, FakeRay()))
+    with pytest.raises(ValueError, match="rank 0 has no PreciseCache run yet"):
+        _execute(ray_mod.PreciseCacheRayReportNode, None, {"workers": actors})
 
 
 
