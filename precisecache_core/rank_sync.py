@@ -41,9 +41,9 @@ everywhere. Under USP each rank's block patches see its own token shard, so resi
 shard (memory ÷ ranks) and the score is the shard's; the mean of the shards' relative scores stands
 in for the whole sequence's score.
 
-Once per run (the first trial after the first computed step, where the speed-target rule measures the
-trial's time share, the same step on every rank): ``sum_numbers`` of the measured seconds, so that
-"LFCache steps aside" is decided on the same numbers everywhere.
+Once per run (where the speed-target rule has measured a full step's and a trial's time: the same call
+on every rank, since which calls are timed follows from the same state): ``sum_numbers`` of the measured
+seconds, so that "LFCache steps aside" is decided on the same numbers everywhere.
 
 A trial that fails on one rank (a rank-local error: out of memory) takes part in its step's
 collectives with ``trial_failed``; every rank then turns LFCache off together. A failure *inside* a
