@@ -35,6 +35,8 @@ SlotKey = tuple[tuple[Hashable, ...], int]
 
 TIMED_TRIALS = 3
 """Trials timed before the speed-target rule checks that the trial pays for itself."""
+TIMED_FULL_STEPS = 2
+"""Computed steps timed for the same check (a speed-target run always computes its first two)."""
 
 
 @dataclass
@@ -195,30 +197,32 @@ class PreciseCacheRun:
         return self.lf_active and self.lf.step_aside and self.policy.target is not None and self._trial_share is None
 
     def record_seconds(self, plan: CallPlan, seconds: float, trial: bool) -> None:
-        """Measured time of one call (the glue synchronises the device around it). The first
-        computed step's full calls give a full step's time; the fastest of the first
-        ``TIMED_TRIALS`` trials after it gives the trial's share (the fastest: a busy machine only
-        ever slows a call down), and with it the check whether LFCache would be slower than
-        uncached here."""
-        if not trial:
-            if not self._first_step_seconds or plan.step in self._first_step_seconds:
-                self._first_step_seconds[plan.step] = self._first_step_seconds.get(plan.step, 0.0) + seconds
-            return
-        full = sum(self._first_step_seconds.values())
+        """Measured time of one call (the glue synchronises the device around it).
+
+        A full step's time is the fastest of the first ``TIMED_FULL_STEPS`` computed steps (their calls
+        summed), the trial's the fastest of the first ``TIMED_TRIALS`` trials: minima on both sides, so
+        a busy machine, which only ever slows a call down, does not tip the comparison. Once both are
+        known, LFCache steps aside if the trial's share would make the run slower than uncached."""
+        if trial:
+            self._trial_seconds.append(seconds)
+        elif len(self._first_step_seconds) < TIMED_FULL_STEPS or plan.step in self._first_step_seconds:
+            self._first_step_seconds[plan.step] = self._first_step_seconds.get(plan.step, 0.0) + seconds
+        measured = len(self._trial_seconds) >= TIMED_TRIALS and len(self._first_step_seconds) >= TIMED_FULL_STEPS
+        if not measured or (not trial and plan.step == max(self._first_step_seconds)):
+            return  # not all measured yet, or this step's full calls may not all have run
+        full, fastest_trial = min(self._first_step_seconds.values()), min(self._trial_seconds)
         if self.sync is not None:  # the ranks' summed times: all of them step aside, or none
-            full, seconds = self.sync.sum_numbers([full, seconds])
-        if full <= 0 or plan.step in self._first_step_seconds:
+            full, fastest_trial = self.sync.sum_numbers([full, fastest_trial])
+        if full <= 0:
             return
-        self._trial_seconds.append(seconds)
-        if len(self._trial_seconds) < TIMED_TRIALS:
-            return
-        self._trial_share = min(self._trial_seconds) / full
+        self._trial_share = fastest_trial / full
         predicted = self.policy.predicted_wall_speedup(self._trial_share)
         if predicted is not None and predicted < 1.0:
             self.stop_lf(plan, f"LFCache stepped aside: at this size a trial takes {100 * self._trial_share:.0f}% "
                                f"of a full step's time, so the speed target would run slower than uncached "
                                f"(predicted {predicted:.2f}x); the remaining steps are computed")
-            self._steps[plan.step].decision = StepDecision(False, True)
+            if self._steps[plan.step].decision is not None:
+                self._steps[plan.step].decision = StepDecision(False, True)
 
     def stop_lf(self, plan: CallPlan, note: str) -> None:
         """Turn LFCache off for the rest of the run (the trial cannot be made): this step is computed."""
