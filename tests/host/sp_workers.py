@@ -91,9 +91,9 @@ class _Recorder:
                     rec.first_residuals[id(state), b, name] = buf.detach().clone()
 
         def replaying_rank(cache, state):
-            if rec.replay is None:
+            if cache.pivotal_sync is not None:  # the parallel run: recorded by recording_pivotal
                 return rank(cache, state)
-            chosen = rec.replay.pop(0)
+            chosen = rank(cache, state) if rec.replay is None else rec.replay.pop(0)
             rec.pivotal.append(sorted(chosen))
             return set(chosen)
 
