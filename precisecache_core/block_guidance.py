@@ -93,6 +93,8 @@ class BlockGuidance:
         self._slots: dict[SlotKey, _SlotGuide] = {}
         self.fallback_steps: set[int] = set()
         """Computed steps with residuals stored but no trial: every block was computed there."""
+        self.peak_bytes = 0
+        """Most memory the latest trial's residuals and the references held together (at trial ends)."""
         self.last_changes: dict[BlockKey, float] = {}
         """c_j of the latest guided decision (for tests and the report)."""
 
@@ -113,6 +115,9 @@ class BlockGuidance:
         if self._trial:
             self._latest, self._latest_step = self._trial, step
         self._trial = {}
+        held = {id(t): t for t, _ in self._latest.values()}
+        held.update((id(t), t) for guide in self._slots.values() for t in guide.reference.values())
+        self.peak_bytes = max(self.peak_bytes, sum(t.numel() * t.element_size() for t in held.values()))
 
     def drop_trial(self) -> None:
         """A trial failed part-way: forget what it recorded."""

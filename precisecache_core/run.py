@@ -386,6 +386,7 @@ class PreciseCacheRun:
 
     def _update_peak(self) -> None:
         block_bytes = self.blocks.peak_bytes if self.blocks is not None else 0
+        block_bytes += self.guidance.peak_bytes if self.guidance is not None else 0
         self.report.cache_bytes_peak = max(self.report.cache_bytes_peak, self._output_bytes + block_bytes)
 
     def _block_guidance(self, lf: LFCacheConfig | None, block: BlockCacheConfig | None) -> BlockGuidance | None:

@@ -144,6 +144,10 @@ def test_trial_guided_run_refreshes_the_changed_block_alone_and_reuses_the_rest(
     assert report.reused_per_block == [sum(r[j] for r in reused) for j in range(N_BLOCKS)]
     assert report.blocks_reused == sum(report.reused_per_block) > 0
     assert report.block_names == [f"double_block {j}" for j in range(N_BLOCKS)]
+    # memory: the latest trial's residuals and the references (at most one older trial's per block) count
+    trial_bytes = (TOKENS // 4) * DIM * 4
+    assert N_BLOCKS * trial_bytes <= run.guidance.peak_bytes <= 2 * N_BLOCKS * trial_bytes
+    assert report.cache_bytes_peak >= run.blocks.peak_bytes + run.guidance.peak_bytes
 
 
 def test_trial_guided_output_is_closer_to_uncached_than_static_at_no_more_work():
