@@ -135,27 +135,26 @@ class BlockGuidance:
         return guide.decisions.get(block, False)
 
     def _decide(self, guide: _SlotGuide, step: int, scores: dict[BlockKey, torch.Tensor]) -> dict[BlockKey, bool]:
-        have_trial = self._latest_step == step and bool(self._latest)
         blocks = list(scores)
         if not blocks:
             return {}  # nothing stored yet (the run's first computed step): every block is computed
-        if not have_trial:
+        if not (self._latest_step == step and self._latest):
             self.fallback_steps.add(step)
+            return {}  # no trial at this step: every block is computed (no host read)
         values = []
         for b in blocks:
             ref, now = guide.reference.get(b), self._latest.get(b)
-            values.append(trial_change(now[0], ref, now[1]) if have_trial and ref is not None and now is not None
-                          else None)
-            values.append(scores[b])
+            values.append(trial_change(now[0], ref, now[1]) if ref is not None and now is not None else None)
+            values.append(scores[b] if self.pivotal_ratio > 0 else None)
         device = scores[blocks[0]].device
         present = [v.float().to(device) for v in values if v is not None]
-        read = iter(torch.stack(present).tolist())  # the one host read of this step (per call slot)
+        read = iter(torch.stack(present).tolist() if present else [])  # the one host read of this step and slot
         flat = [next(read) if v is not None else math.inf for v in values]
         changes, block_scores = flat[0::2], flat[1::2]
         pivotal = select_pivotal(torch.tensor(block_scores), self.pivotal_ratio).tolist()
         self.last_changes = dict(zip(blocks, changes))
         decisions = guided_reuse(changes, pivotal, [guide.age.get(b, 0) for b in blocks], self.threshold,
-                                 self.max_age, have_trial)
+                                 self.max_age, True)
         return dict(zip(blocks, decisions))
 
     def after_block(self, slot: SlotKey, block: BlockKey, reused: bool) -> None:
