@@ -229,6 +229,17 @@ def test_chains_to_a_block_patch_installed_before_it_in_the_trial_too(ready):
     assert sum(1 for n in calls if n == full) == report.block_calls_per_block[0] - report.reused_per_block[0]
 
 
+def test_node_refuses_bad_mode_and_threshold_by_name(ready):
+    comfy, _ = ready
+    node = comfy.nodes.NODE_CLASS_MAPPINGS["PreciseCacheBlockCache"]
+    inputs = dict(pivotal_ratio=0.4, refresh_interval=3, start_percent=0.0, end_percent=1.0)
+    assert node.validate_inputs(**inputs, mode="trial_guided", change_threshold=0.05) is True
+    message = node.validate_inputs(**inputs, mode="trial_guided", change_threshold=2.5)
+    assert isinstance(message, str) and "change_threshold" in message and "2.0" in message
+    message = node.validate_inputs(**inputs, mode="dynamic")
+    assert isinstance(message, str) and "mode" in message and "trial_guided" in message
+
+
 @pytest.fixture(scope="module")
 def ready(comfy, tiny_models, precisecache_pack):
     return comfy, precisecache_pack
