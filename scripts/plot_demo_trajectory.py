@@ -3,21 +3,29 @@
 
 Loads ``models/precisecache_demo_wan.safetensors`` with ``comfy.sd.load_diffusion_model`` (ComfyUI
 imported in-process from COMFYUI_DIR, default /opt/ComfyUI), samples every demo prompt with
-``nodes.KSampler`` (euler, "simple", 50 steps, cfg 5 by default) from an empty 128x128x9 latent,
-decodes with the demo's linear stand-in VAE (``decode(Wan21().process_in(latent))``) and writes
+``nodes.KSampler`` (euler, "simple", 50 steps, cfg 5 by default) from an empty latent of
+``--size`` x ``--size`` pixels and ``--frames`` frames (default 128x128x9), decodes with the demo's
+linear stand-in VAE (``decode(Wan21().process_in(latent))``) and writes, named ``<prefix>_...``
+(``--prefix``, default ``demo``) into ``--out-dir`` (default docs/images):
 
-* ``docs/images/demo_frames.png``: per prompt, a training clip (frames 0, 2, 4, 6, 8), the same
-  clip through the latent map (the best the model can represent) and the model's uncached sample;
-* ``docs/images/demo_trajectory.png``: per step, the change of the model's prediction (the raw
+* ``<prefix>_frames.png``: per prompt, a training clip (5 evenly spaced frames: 0 2 4 6 8 of 9,
+  0 4 8 12 16 of 17), the same clip through the latent map (the best the model can represent) and
+  the model's uncached sample;
+* ``<prefix>_trajectory.png``: per step, the change of the model's prediction (the raw
   velocity output of the diffusion model, conditional branch) between consecutive steps, split by
   frequency: the low-frequency difference (LFD) uses a 2-D FFT over (H, W) per frame and channel,
   centred, with a circular low-pass mask of radius min(H, W) / 5, and the L2 norm of the masked
   difference; the high-frequency remainder and the sigma schedule are shown too;
   the middle panel shows the same for the x0-prediction ``x - sigma * v`` (CFG-guided) and the
   relative LFD ``||LP(v_i - v_{i-1})|| / ||LP(v_{i-1})||``;
-* ``docs/images/demo_trajectory.json``: the numbers behind the plot.
+* ``<prefix>_trajectory.json``: the numbers behind the plot;
+* with ``--train-log LOG`` (a log of ``scripts/train_demo_model.py``): ``<prefix>_loss.png``, the
+  training loss curve (single-batch loss every logged step, its running average, the learning
+  rate); ``--no-samples`` writes only that plot (no ComfyUI needed).
 
 Usage:  python3 scripts/plot_demo_trajectory.py [--steps 50 --cfg 5 --seed 0 --threads 2]
+        python3 scripts/plot_demo_trajectory.py --model models/precisecache_deep_wan.safetensors \
+            --frames 17 --prefix deep_model --label "Deep Wan (12 blocks)" --train-log docs/images/deep_model_train_log.txt
 """
 from __future__ import annotations
 
@@ -66,6 +74,49 @@ def freq_split_diff(a, b, mask):
     return float(low), float(high), float(torch.linalg.vector_norm(d))
 
 
+def plot_loss(log_path: Path, out_png: Path, label: str):
+    """Loss curve of a ``scripts/train_demo_model.py`` log (parsed by its ``parse_log``)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_demo_model", REPO / "scripts" / "train_demo_model.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    log = train.parse_log(Path(log_path).read_text())
+    if not log["steps"]:
+        raise SystemExit(f"no 'step ...' lines in {log_path}")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    ax.plot(log["steps"], log["loss"], ".", color="tab:blue", alpha=0.45, ms=4,
+            label="loss of the logged step (one batch)")
+    ax.plot(log["steps"], log["avg"], color="tab:blue", lw=2, label="running average (0.99 EMA of the batch losses)")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("rectified-flow MSE (v = eps - x0)")
+    n = log["done_steps"] or log["steps"][-1]
+    minutes = log["done_min"] if log["done_min"] is not None else log["elapsed_min"][-1]
+    final = log["done_avg"] if log["done_avg"] is not None else log["avg"][-1]
+    if log["done_steps"] and log["done_steps"] != log["steps"][-1]:
+        ax.plot([n], [final], "o", color="tab:blue", ms=5, label=f"final running average {final:.4f} (step {n})")
+    title = f"{label}: training loss, {n} steps"
+    if log["params_m"]:
+        title += f", {log['params_m']:.2f} M params"
+    title += f", {minutes:.0f} min"
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    axr = ax.twinx()
+    axr.plot(log["steps"], log["lr"], color="tab:gray", lw=1, ls="--", label="learning rate (right axis)")
+    axr.set_ylabel("learning rate")
+    axr.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = axr.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    print(f"wrote {out_png}: steps {log['steps'][0]}..{n}, loss avg {log['avg'][0]:.4f} -> {final:.4f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "models" / "precisecache_demo_wan.safetensors")
@@ -77,7 +128,18 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=0, help="only the first N prompts (0 = all)")
     ap.add_argument("--out-dir", type=Path, default=REPO / "docs" / "images")
+    ap.add_argument("--frames", type=int, default=9, help="video frames (latent frames = 1 + (frames - 1) / 4)")
+    ap.add_argument("--size", type=int, default=128, help="frame size in pixels (latent = size / 8)")
+    ap.add_argument("--prefix", default="demo", help="output file names: <prefix>_frames.png, ...")
+    ap.add_argument("--label", default="Demo tiny Wan", help="model name in the plot titles")
+    ap.add_argument("--train-log", type=Path, default=None,
+                    help="training log of scripts/train_demo_model.py: also plot <prefix>_loss.png")
+    ap.add_argument("--no-samples", action="store_true", help="only the loss plot (needs --train-log)")
     args = ap.parse_args(argv)
+    if args.train_log is not None:
+        plot_loss(args.train_log, args.out_dir / f"{args.prefix}_loss.png", args.label)
+    if args.no_samples:
+        return
 
     import torch
     torch.set_num_threads(args.threads)
@@ -108,13 +170,13 @@ def main(argv=None):
     for name in names:
         pos = [[conditioning.embed(name), {}]]
         neg = [[conditioning.negative(), {}]]
-        latent = {"samples": torch.zeros(1, 16, 3, 16, 16)}
+        latent = {"samples": torch.zeros(1, 16, 1 + (args.frames - 1) // 4, args.size // 8, args.size // 8)}
         records.append([])
         t0 = time.time()
         (out,) = nodes.KSampler().sample(m, args.seed, args.steps, args.cfg, args.sampler, args.scheduler, pos, neg, latent)
         times[name] = time.time() - t0
         samples[name] = latent_map.decode(fmt.process_in(out["samples"]))[0]
-        train_clips[name] = clips.make_clip(name, 0)
+        train_clips[name] = clips.make_clip(name, 0, args.frames, args.size)
         recs = records[-1]
         cond = [(s, o) for s, k, o, _ in recs if k == 0]
         unc = [(s, o) for s, k, o, _ in recs if k == 1]
@@ -126,7 +188,7 @@ def main(argv=None):
         print(f"{name}: {len(cond)} model steps, {times[name]:.2f}s", flush=True)
 
     # ---------------- LFD per step ----------------
-    h, w = 16, 16
+    h, w = args.size // 8, args.size // 8
     mask = lowpass_mask(h, w, 0.2)
     per_prompt = {}
     for name in names:
@@ -152,10 +214,11 @@ def main(argv=None):
 
     # ---------------- frame strip ----------------
     from PIL import Image, ImageDraw
-    fidx = [0, 2, 4, 6, 8]
+    fstep = max(1, (args.frames - 1) // 4)
+    fidx = [i * fstep for i in range(5) if i * fstep < args.frames]
     tile, gap, label_h = 80, 10, 14
     groups = [
-        ("training clip (seed 0), frames 0 2 4 6 8", train_clips),
+        ("training clip (seed 0), frames " + " ".join(map(str, fidx)), train_clips),
         ("same clip through the latent map: decode(encode(x))", {n: latent_map.decode(latent_map.encode(train_clips[n][None]))[0] for n in names}),
         (f"model sample: ComfyUI KSampler {args.sampler}/{args.scheduler}, {args.steps} steps, cfg {args.cfg}, seed {args.seed}", samples),
     ]
@@ -178,7 +241,7 @@ def main(argv=None):
             for j, f in enumerate(fidx):
                 img.paste(to_pil(data[name][:, f]), (4 + g * (gw + gap) + j * tile, y + label_h))
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    img.save(args.out_dir / "demo_frames.png")
+    img.save(args.out_dir / f"{args.prefix}_frames.png")
 
     # ---------------- trajectory plot ----------------
     import matplotlib
@@ -195,7 +258,7 @@ def main(argv=None):
     ax.set_yscale("log")
     ax.set_xlabel("sampling step i (change between prediction i-1 and i)")
     ax.set_ylabel("L2 norm of change")
-    ax.set_title("Demo tiny Wan: per-step change of the velocity prediction")
+    ax.set_title(f"{args.label}: per-step change of the velocity prediction")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
     ax1 = axes[1]
@@ -220,10 +283,10 @@ def main(argv=None):
     ax2.set_title(f"schedule: shift 8, {args.scheduler}, {args.steps} steps")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(args.out_dir / "demo_trajectory.png", dpi=110)
+    fig.savefig(args.out_dir / f"{args.prefix}_trajectory.png", dpi=110)
 
     summary = {
-        "model": args.model.name, "steps": args.steps, "cfg": args.cfg, "seed": args.seed,
+        "model": args.model.name, "frames": args.frames, "size": args.size, "steps": args.steps, "cfg": args.cfg, "seed": args.seed,
         "sampler": args.sampler, "scheduler": args.scheduler, "prompts": names,
         "lowpass": "2-D FFT over (H, W) per frame and channel, centred, circular mask radius min(H,W)/5",
         "prediction": "raw diffusion-model output (velocity), conditional branch",
@@ -232,14 +295,14 @@ def main(argv=None):
         "per_prompt_lfd_cond": {n: per_prompt[n]["cond"]["low"] for n in names},
         "seconds_per_sample": times,
     }
-    (args.out_dir / "demo_trajectory.json").write_text(json.dumps(summary, indent=1))
+    (args.out_dir / f"{args.prefix}_trajectory.json").write_text(json.dumps(summary, indent=1))
     q = max(1, nstep // 5)
     for i in range(0, nstep, q):
         seg = mean_low[i:i + q]
         print(f"steps {i + 1:2d}-{min(nstep, i + q):2d} (sigma {sig[i]:.3f}->{sig[min(nstep, i + q)]:.3f}): "
               f"mean LFD(v) {sum(seg) / len(seg):.4f}  max {max(seg):.4f}  "
               f"rel {sum(mean_rel[i:i + q]) / len(seg):.4f}  LFD(x0) {sum(mean_low_x0[i:i + q]) / len(seg):.4f}")
-    print("wrote", args.out_dir / "demo_frames.png", args.out_dir / "demo_trajectory.png")
+    print("wrote", args.out_dir / f"{args.prefix}_frames.png", args.out_dir / f"{args.prefix}_trajectory.png")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,38 @@ def save_state(model_sd: dict, path: Path, meta: dict):
     save_file({k: v.detach().contiguous().float() for k, v in model_sd.items()}, str(tmp),
               metadata={"precisecache_demo": json.dumps(meta, sort_keys=True)})
     os.replace(tmp, path)
+
+
+_STEP_RE = re.compile(r"^step (\d+) loss ([0-9.eE+-]+) avg ([0-9.eE+-]+) gnorm ([0-9.eE+-]+) lr ([0-9.eE+-]+) "
+                      r"([0-9.]+) ms/step elapsed ([0-9.]+) min")
+
+
+def parse_log(text: str) -> dict:
+    """The numbers in a training log written by this script.
+
+    Returns ``{"steps": [...], "loss": [...], "avg": [...], "gnorm": [...], "lr": [...], "ms_per_step":
+    [...], "elapsed_min": [...], "params_m": float | None, "done": str | None, "done_steps": int | None,
+    "done_min": float | None, "done_avg": float | None, "detects": str | None}`` (one list entry per logged
+    step line; single-batch ``loss``, its running ``avg``; ``done_*`` from the final "done:" line).
+    """
+    out = {k: [] for k in ("steps", "loss", "avg", "gnorm", "lr", "ms_per_step", "elapsed_min")}
+    out.update(params_m=None, done=None, done_steps=None, done_min=None, done_avg=None, detects=None)
+    for line in text.splitlines():
+        m = _STEP_RE.match(line.strip())
+        if m:
+            out["steps"].append(int(m.group(1)))
+            for key, g in zip(("loss", "avg", "gnorm", "lr", "ms_per_step", "elapsed_min"), range(2, 8)):
+                out[key].append(float(m.group(g)))
+        elif line.startswith("bank ") and " params " in line:
+            out["params_m"] = float(line.rsplit(" params ", 1)[1].rstrip("M \n"))
+        elif line.startswith("done: "):
+            out["done"] = line.strip()
+            m = re.match(r"done: (\d+) steps, ([0-9.]+) min, loss avg ([0-9.eE+-]+)", line.strip())
+            if m:
+                out.update(done_steps=int(m.group(1)), done_min=float(m.group(2)), done_avg=float(m.group(3)))
+        elif line.startswith("ComfyUI detects:"):
+            out["detects"] = line.split(":", 1)[1].strip()
+    return out
 
 
 def main(argv=None):
