@@ -258,11 +258,20 @@ def count_forward(net, args, kwargs, comfy_mods, family: str | None = None, opti
             "attention_calls": calls[0], "block_residuals": residuals, "error": error}
 
 
-def trial_inputs(spec: Spec, args, kwargs):
-    """The trial call's (args, kwargs), made by the pack's own trial_call."""
+def family_patch_size(spec: Spec) -> tuple[int, int, int]:
     from precisecache_core.families import FAMILIES
+    return FAMILIES[spec.family].patch_size
+
+
+def trial_inputs(spec: Spec, args, kwargs):
+    """The trial call's (args, kwargs), made by the pack's own trial_call with the factors a run uses
+    (moved to whole patches where the network needs them, :func:`trial.effective_factors`)."""
+    from precisecache_core.families import FAMILIES
+    from precisecache_core.trial import effective_factors
     from precisecache_core.trial_inputs import trial_call
-    return trial_call(FAMILIES[spec.family], args, kwargs, TRIAL_FACTORS, TRIAL_OPERATOR, {})
+    family = FAMILIES[spec.family]
+    factors = effective_factors(TRIAL_FACTORS, tuple(spec.latent_shape), family.patch_size)
+    return trial_call(family, args, kwargs, factors, TRIAL_OPERATOR, {})
 
 
 def tokens(spec: Spec, latent_shape) -> int:
@@ -331,7 +340,7 @@ def measure_model(spec: Spec, comfy_mods) -> dict:
         "text_tokens": spec.text_tokens, "text_note": spec.text_note, "params": params,
         "trial_latent_shape": list(trial_shape),
         "tokens_full": full_tokens, "tokens_trial": trial_tokens,
-        "latent_token_ratio": token_ratio(TRIAL_FACTORS, spec.latent_shape),
+        "latent_token_ratio": token_ratio(TRIAL_FACTORS, spec.latent_shape, family_patch_size(spec)),
         "full": {k: v for k, v in full.items() if k != "block_residuals"},
         "trial": {k: v for k, v in trial.items() if k != "block_residuals"},
         "trial_failure": trial_note,
