@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-PRESSURE_GAIN = 2.0
+PRESSURE_GAIN = 3.0
 """Exponent of the budget feedback on the threshold (see module doc)."""
 
 FORCED_COMPUTE = "compute"

@@ -270,9 +270,9 @@ class ScenarioConfig:
     pairs: int = 8
     repeats: int = 2
     alphas: tuple = (0.2, 0.3, 0.5, 0.7, 1.0, 1.25, 1.5, 2.0)
-    targets: tuple = (1.5, 2.0, 2.5, 3.0, 4.0)
-    drift_targets: tuple = (1.5, 2.0, 3.0)
-    all_stream_targets: tuple = (1.5, 2.0, 3.0)
+    targets: tuple = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+    drift_targets: tuple = (2.0, 3.0)
+    all_stream_targets: tuple = (2.0, 3.0)
     flash_alphas: tuple = (0.3, 0.5, 0.7, 1.0)
     flash_targets: tuple = ((2.0, 0.4, 3),)
     """Static Flash on a speed target: (target, c, L)."""
@@ -318,7 +318,7 @@ def scenario_configs(args) -> list[ScenarioConfig]:
         elif name == "large":
             out.append(ScenarioConfig("large", size=args.large_size, frames=args.frames, steps=args.steps,
                                       cfg=args.cfg, pairs=args.large_pairs, repeats=args.large_repeats,
-                                      alphas=(0.5, 0.7, 1.0, 1.5), targets=(1.5, 2.0, 2.5, 3.0, 4.0), drift_targets=(),
+                                      alphas=(0.5, 0.7, 1.0, 1.5), targets=(1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0), drift_targets=(),
                                       all_stream_targets=(), flash_alphas=(0.5,), blocks=((0.4, 3),),
                                       flash_targets=_flash_specs(args.flash_targets), guided=_flash_specs(args.guided),
                                       easy_thresholds=(0.05, 0.1, 0.2, 0.3, 0.5),

@@ -118,9 +118,21 @@ def summarize(runs: list[dict]) -> dict:
             best_peer = max((v for v in peer.values() if v), default=None)
             levels[str(level)] = {"ours": ours, "peers": peer,
                                   "ratio_to_best_peer": (ours / best_peer) if ours and best_peer else None}
+        by_name = {r["name"]: r for r in rows}
+        variants = []
+        for r in rows:  # the decision's variants at equal work: drift metric, trial on both CFG streams
+            base = by_name.get(r["name"].rsplit("_", 1)[0]) if r["family"].startswith(OURS + " (") else None
+            if base is None:
+                continue
+            a, b = base.get("skipped_step_indices_per_pair") or [], r.get("skipped_step_indices_per_pair") or []
+            agree = [sum((i in set(x)) == (i in set(y)) for i in range(run["steps"])) / run["steps"]
+                     for x, y in zip(a, b)]
+            variants.append({"variant": r["label"], "work": r["speedup_ideal"], "psnr": r["psnr_mean"],
+                             "default_work": base["speedup_ideal"], "default_psnr": base["psnr_mean"],
+                             "decision_agreement": sum(agree) / len(agree) if agree else None})
         out["runs"].append({**{k: run[k] for k in ("path", "model", "blocks", "scenario", "size", "frames",
                                                     "steps", "cfg", "pairs")},
-                            "targets": targets, "work_at_level": levels})
+                            "targets": targets, "work_at_level": levels, "variants": variants})
     out["checks"] = _checks(out["runs"])
     return out
 
@@ -182,6 +194,13 @@ def write_markdown(summary: dict, path: Path) -> None:
         for level, v in run["work_at_level"].items():
             lines.append(f"| {float(level):g} dB | {_fmt(v['ours'])}x | {_fmt(v['peers'].get(PEERS[0]))}x | "
                          f"{_fmt(v['peers'].get(PEERS[1]))}x | {_fmt(v['ratio_to_best_peer'])} |")
+        if run["variants"]:
+            lines += ["", "| decision variant (vs the default at the same target) | work saved | PSNR | default: work, PSNR "
+                      "| steps decided alike |", "|---|---|---|---|---|"]
+            for v in run["variants"]:
+                lines.append(f"| {v['variant']} | {_fmt(v['work'])}x | {_fmt(v['psnr'], '{:.1f}')} dB | "
+                             f"{_fmt(v['default_work'])}x, {_fmt(v['default_psnr'], '{:.1f}')} dB | "
+                             f"{_fmt(v['decision_agreement'] and 100 * v['decision_agreement'], '{:.0f}')} % |")
         lines.append("")
     path.write_text("\n".join(lines) + "\n")
 
