@@ -1,7 +1,7 @@
 """The run report as a picture: LFD per step, threshold, skipped steps, reused blocks per step.
 
 Top panel: the low-frequency difference Δ of each step's trial forward, the accumulated Δ since the
-last computed step, and the skip threshold α·Δmax; skipped steps are shaded green (in both panels).
+last computed step, and the skip threshold (τ of the speed target, or α·Δmax); skipped steps are shaded green (in both panels).
 Middle panel: transformer blocks whose cached residual was reused, per step (of the blocks one
 forward has). Bottom panel, when blocks were reused: which blocks, per step (a step × block map; the
 labels give each block's share of reused calls), from BlockCache's static or trial-guided rule. The title says how many steps were skipped and the work saved (counted, not timed); the line below
@@ -32,8 +32,10 @@ def _series(values: list[float], n: int) -> np.ndarray:
 
 
 def _title(report: RunReport) -> str:
+    target = f" (target {report.speed_target:g}x)" if report.speed_target else ""
+    wall = f", sampling {report.wall_seconds:.1f} s" if report.wall_seconds else ""
     title = (f"PreciseCache: skipped {len(report.skipped_steps)}/{report.steps} steps, "
-             f"~{report.estimated_speedup:.2f}x less work (counted)")
+             f"work saved {report.estimated_speedup:.2f}x{target} (counted){wall}")
     if report.blocks_reused:
         title += f", {report.blocks_reused} block calls reused"
     if report.interrupted:
@@ -96,7 +98,9 @@ def report_figure_png(report: RunReport, width_px: int = 900, height_px: int | N
             handles += top.plot(steps, acc, "-", lw=1, alpha=0.75, color="tab:purple",
                                 label="accumulated Δ since last computed step")
         if np.isfinite(thr).any():
-            handles += top.plot(steps, thr, "--", lw=1.2, color="tab:red", label="skip threshold α·Δmax")
+            rule = (f"skip threshold τ (speed target {report.speed_target:g}x)" if report.speed_target
+                    else "skip threshold α·Δmax")
+            handles += top.plot(steps, thr, "--", lw=1.2, color="tab:red", label=rule)
         positive = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in (lfd, acc, thr)])
         if positive.size and positive.max() / positive.min() > 20:
             top.set_yscale("log")
