@@ -25,7 +25,7 @@ import nodes as comfy_nodes
 from comfy_api.latest import io, ui
 
 from ..precisecache_core import LFCacheConfig
-from ..precisecache_core.calibration import (DEFAULT_SPEED_TARGETS, MAX_STEPS, QUALITY_FLOOR_RANGE, CalibrationRow,
+from ..precisecache_core.calibration import (DEFAULT_SPEED_TARGETS, QUALITY_FLOOR_RANGE, CalibrationRow,
                                              choose, format_psnr, format_table, plan_calibration)
 from ..precisecache_core.config import FEW_STEP_LIMIT
 from ..precisecache_core.preset_store import CALIBRATED_PREFIX, NAME_RULE, CalibratedPreset, RecordedSetup
@@ -33,7 +33,7 @@ from ..precisecache_core.quality import compare
 from ..precisecache_core.trial import check_factors_fit
 from .calibration_image import calibration_image_tensor
 from .hooks import apply_setup, get_setup
-from .inputs import CATEGORY
+from .inputs import CATEGORY, ksampler_inputs
 from .presets import choice_fingerprint, model_identity, sampler_function_name, store
 
 TIMER_KEY = "precisecache_calibrate_timer"
@@ -59,22 +59,11 @@ class CalibrateNode(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The diffusion model as loaded, without LFCache or BlockCache (Wan "
                                                 "2.1/2.2, HunyuanVideo, HunyuanVideo 1.5 or LTX-Video)."),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="The random seed; every run of the calibration uses it."),
-                io.Int.Input("steps", default=30, min=FEW_STEP_LIMIT + 1, max=MAX_STEPS,
-                             tooltip=f"Denoising steps, {FEW_STEP_LIMIT + 1} or more (schedules of {FEW_STEP_LIMIT} "
-                                     f"steps or fewer are never cached)."),
-                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                               tooltip="The sampling algorithm."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                               tooltip="The scheduler: how noise levels are spread over the steps."),
-                io.Conditioning.Input("positive", tooltip="What the video should contain."),
-                io.Conditioning.Input("negative", tooltip="What the video should not contain."),
-                io.Latent.Input("latent_image", tooltip="The latent to denoise, at the size you will generate."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Amount of denoising (1.0 = from pure noise)."),
+                *ksampler_inputs(min_steps=FEW_STEP_LIMIT + 1, seed_tooltip="The random seed; every run of the "
+                                                                             "calibration uses it.",
+                                 steps_tooltip=f"Denoising steps, {FEW_STEP_LIMIT + 1} or more (schedules of "
+                                               f"{FEW_STEP_LIMIT} steps or fewer are never cached).",
+                                 latent_tooltip="The latent to denoise, at the size you will generate."),
                 io.String.Input("speed_targets", default=DEFAULT_SPEED_TARGETS,
                                 tooltip="LFCache speed targets to measure (times less work than uncached), separated "
                                         "by commas; each is one more sampling run."),

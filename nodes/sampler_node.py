@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import comfy.samplers
 import nodes as comfy_nodes
 from comfy_api.latest import io
 
@@ -11,7 +10,7 @@ from ..precisecache_core import SAMPLER_PRESETS
 from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET
 from ..precisecache_core.trial import check_factors_fit
 from .hooks import apply_setup, get_setup
-from .inputs import CATEGORY, validation_result
+from .inputs import CATEGORY, ksampler_inputs, validation_result
 from .presets import calibrated_choices, calibrated_config, calibrated_name, choice_fingerprint, load_choice
 
 PRESET_HELP = ("LFCache speed targets: " + ", ".join(
@@ -47,21 +46,9 @@ class PreciseCacheSamplerNode(io.ComfyNode):
                 io.Model.Input("model", tooltip="Wan 2.1/2.2, HunyuanVideo or LTX-Video model."),
                 io.Combo.Input("preset", options=preset_options(), default=DEFAULT_LFCACHE_PRESET,
                                tooltip=PRESET_HELP),
-                io.Int.Input("seed", default=0, min=0, max=0xffffffffffffffff, control_after_generate=True,
-                             tooltip="The random seed used for creating the noise."),
-                io.Int.Input("steps", default=30, min=1, max=10000,
-                             tooltip="Denoising steps. Schedules of 8 steps or fewer are never cached."),
-                io.Float.Input("cfg", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance scale."),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                               tooltip="The sampling algorithm."),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                               tooltip="The scheduler: how noise levels are spread over the steps."),
-                io.Conditioning.Input("positive", tooltip="What the video should contain."),
-                io.Conditioning.Input("negative", tooltip="What the video should not contain."),
-                io.Latent.Input("latent_image", tooltip="The latent to denoise (e.g. an empty video latent)."),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Amount of denoising (1.0 = from pure noise)."),
+                *ksampler_inputs(seed_tooltip="The random seed used for creating the noise.",
+                                 steps_tooltip="Denoising steps. Schedules of 8 steps or fewer are never cached.",
+                                 latent_tooltip="The latent to denoise (e.g. an empty video latent)."),
             ],
             outputs=[
                 io.Latent.Output(tooltip="The denoised latent."),
