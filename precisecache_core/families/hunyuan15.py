@@ -19,20 +19,9 @@ What differs for the cache:
 
 CFG streams: every input is batched per stream except ``disable_time_r`` and ``transformer_options``.
 """
-from .base import KEEP, LATENT, OPTIONS, TIMESTEP, TOKEN_HINTS, BlockSpec, FamilyAdapter
+from dataclasses import replace
 
-HUNYUAN15 = FamilyAdapter(
-    model_classes=("HunyuanVideo15",),
-    name="HunyuanVideo 1.5",
-    blocks=(BlockSpec("double_block", "double_blocks", ("img", "txt"), in_place=True),
-            BlockSpec("single_block", "single_blocks", ("img",), in_place=True)),
-    forward_args=("x", "timestep", "context", "y", "txt_byt5", "clip_fea", "guidance", "attention_mask",
-                  "guiding_frame_index", "ref_latent", "disable_time_r", "control", "transformer_options"),
-    trial_rules={
-        "x": LATENT, "timestep": TIMESTEP, "context": KEEP, "y": KEEP, "txt_byt5": KEEP, "clip_fea": KEEP,
-        "guidance": KEEP, "attention_mask": KEEP, "guiding_frame_index": KEEP, "ref_latent": LATENT,
-        "disable_time_r": KEEP, "control": TOKEN_HINTS, "transformer_options": OPTIONS,
-    },
-    patch_size=(1, 1, 1),
-    shared_inputs=frozenset({"transformer_options", "disable_time_r"}),
-)
+from .hunyuan import HUNYUAN
+
+HUNYUAN15 = replace(HUNYUAN, model_classes=("HunyuanVideo15",), name="HunyuanVideo 1.5", patch_size=(1, 1, 1))
+"""Same blocks, forward inputs, trial rules and shared inputs as HunyuanVideo; its own patch size."""
