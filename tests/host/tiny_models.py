@@ -198,3 +198,77 @@ def write_tiny_model(kind, directory, seed=0):
 def expected_model_class(kind):
     """Name of the comfy.supported_models config class detection must choose for `kind`."""
     return spec_of(kind).config_class
+
+
+# --------------------------------------------------------------------------- LTX-Video VAE
+
+TINY_LTXV_CHECKPOINT = "tiny_ltxv_with_vae.safetensors"
+"""File name of the tiny all-in-one LTX-Video checkpoint (transformer + VAE), for models/checkpoints/."""
+
+TINY_LTXV_VAE_CONFIG = {
+    "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+    # 4x4 pixel patches, then three 2x2x2 compressions: 8x in time, 32x in space, as ComfyUI's VAE wrapper
+    # assumes for LTX-Video (downscale_index_formula (8, 32, 32)); one residual layer each side. The last
+    # decoder block is a res_x: the decoder runs the list reversed, so its up_blocks.0 is a res_x block and
+    # carries "decoder.up_blocks.0.res_blocks.0.conv1.conv.weight", the key comfy.sd.VAE detects LTX-Video by.
+    "encoder_blocks": [["compress_all", {}], ["compress_all", {}], ["compress_all", {}], ["res_x", {"num_layers": 1}]],
+    "decoder_blocks": [["compress_all", {}], ["compress_all", {}], ["compress_all", {}], ["res_x", {"num_layers": 1}]],
+    "norm_layer": "pixel_norm", "patch_size": 4, "latent_log_var": "uniform", "causal_decoder": False,
+    "timestep_conditioning": False,
+}
+"""Config of the tiny LTX-Video VAE (ComfyUI's VideoVAE). 128 channels throughout: the encoder's and the
+decoder's base width (128) is not configurable and the latent has 128 channels (its per-channel statistics
+are fixed at 128), so "tiny" means few layers: 14.9 M parameters, 60 MB in float32, against 419 M for the
+smallest full-size layout."""
+
+
+def tiny_ltxv_vae_state_dict(seed=0):
+    """Deterministic state dict (float32) of the tiny LTX-Video VAE, keys as comfy.sd.VAE takes them
+    (``encoder.*``, ``decoder.*``, ``per_channel_statistics.*``), plus the metadata that gives its config.
+
+    Weights as tiny_state_dict's; the latent statistics are the identity (means 0, stds 1)."""
+    import torch
+    from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
+    with torch.device("meta"):
+        net = VideoVAE(config=TINY_LTXV_VAE_CONFIG)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed) + 1000)
+    sd = {}
+    for name, t in sorted(net.state_dict().items()):
+        if t.ndim >= 2:
+            v = torch.randn(t.shape, generator=g) / math.sqrt(math.prod(t.shape[1:]))
+        elif name.endswith("bias"):
+            v = torch.randn(t.shape, generator=g) * 0.02
+        elif name.endswith("mean-of-means"):
+            v = torch.zeros(t.shape)
+        else:
+            v = torch.ones(t.shape)
+        sd[name] = v.to(torch.float32).contiguous()
+    return sd, {"config": json.dumps({"vae": TINY_LTXV_VAE_CONFIG})}
+
+
+def tiny_ltxv_checkpoint_state_dict(seed=0):
+    """The tiny LTX-Video transformer (the ``ltxv`` kind, same weights) and the tiny VAE in one checkpoint,
+    the layout of LTX-Video's released all-in-one checkpoints: ``model.diffusion_model.*`` + ``vae.*``, the
+    JSON ``config`` metadata holding both the ``transformer`` and the ``vae`` config.
+
+    Why a checkpoint and not a file for VAELoader: in ComfyUI 0.8.0 ``VAELoader`` calls
+    ``comfy.sd.VAE(sd=sd)`` without the file's metadata, so an LTX-Video VAE loaded there always gets the
+    full-size layout guessed from its weights (VideoVAE.guess_config: 419 M parameters at least); only
+    ``load_state_dict_guess_config`` (CheckpointLoaderSimple) passes the metadata config to comfy.sd.VAE."""
+    model_sd, model_meta = tiny_state_dict("ltxv", seed)
+    vae_sd, vae_meta = tiny_ltxv_vae_state_dict(seed)
+    sd = {f"model.diffusion_model.{k}": v for k, v in model_sd.items()}
+    sd.update({f"vae.{k}": v for k, v in vae_sd.items()})
+    config = {**json.loads(model_meta["config"]), **json.loads(vae_meta["config"])}
+    return sd, {"config": json.dumps(config)}
+
+
+def write_tiny_ltxv_checkpoint(directory, seed=0):
+    """Write the tiny LTX-Video checkpoint (transformer + VAE) into `directory` (models/checkpoints/);
+    return its file name, for CheckpointLoaderSimple."""
+    from safetensors.torch import save_file
+    sd, metadata = tiny_ltxv_checkpoint_state_dict(seed)
+    os.makedirs(directory, exist_ok=True)
+    save_file(sd, os.path.join(directory, TINY_LTXV_CHECKPOINT), metadata=metadata)
+    return TINY_LTXV_CHECKPOINT
