@@ -25,7 +25,7 @@ import torch
 
 from .block_cache import BlockArgs, BlockFn, BlockKey, BlockResidualCache, block_phase
 from .block_guidance import GUIDED, BlockGuidance, phase_for
-from .config import FEW_STEP_LIMIT, BlockCacheConfig, LFCacheConfig
+from .config import FEW_STEP_LIMIT, BlockCacheConfig, LFCacheConfig, static_fallback
 from .report import RunReport
 from .schedule import StepClock
 from .step_policy import StepDecision, StepPolicy
@@ -149,8 +149,7 @@ class PreciseCacheRun:
         if sync is not None and self.guidance is not None:
             # its per-block decisions come from each rank's own trial shard: not agreed over ranks yet
             self.guidance = None
-            self.report.notes.append("BlockCache trial_guided is not rank-synced: with several ranks on one "
-                                     "sample BlockCache used the static rule")
+            self._static_fallback("BlockCache trial_guided is not rank-synced: with several ranks on one sample")
         self._started = time.perf_counter()
 
     # -- per call -----------------------------------------------------------------------------
@@ -396,12 +395,18 @@ class PreciseCacheRun:
         if not self.lf_active:
             why = ("LFCache is not on this model" if lf is None else
                    "LFCache runs no trial in this run (it cannot skip a step here)")
-            self.report.notes.append(f"BlockCache trial_guided needs LFCache's trial forward, but {why}: "
-                                     f"BlockCache used the static rule (top {block.pivotal_ratio:g} of blocks "
-                                     f"computed, the others refreshed every {block.refresh_interval + 1} computed "
-                                     f"steps)")
+            self._static_fallback(f"BlockCache trial_guided needs LFCache's trial forward, but {why}")
             return None
         return BlockGuidance(block.change_threshold, block.refresh_interval, block.pivotal_ratio)
+
+    def _static_fallback(self, why: str) -> None:
+        """No trial guides BlockCache in this run: the static rule (config.static_fallback), with a note."""
+        static = static_fallback(self.block)
+        self.blocks.config = static
+        default = " (the paper's share: pivotal_ratio 0 would reuse every block)" if not self.block.pivotal_ratio else ""
+        self.report.notes.append(f"{why}: BlockCache used the static rule (top {static.pivotal_ratio:g} of blocks "
+                                 f"always computed{default}, the others refreshed every "
+                                 f"{static.refresh_interval + 1} computed steps)")
 
     def _report_blocks(self, report: RunReport, steps: int) -> None:
         """Per-block reuse (network order), per step and in total; trial-guided mode's fallback steps."""

@@ -276,7 +276,7 @@ class ScenarioConfig:
     flash_alphas: tuple = (0.3, 0.5, 0.7, 1.0)
     flash_targets: tuple = ((2.0, 0.4, 3),)
     """Static Flash on a speed target: (target, c, L)."""
-    guided: tuple = ((2.0, 0.1, 0.0, 20),)
+    guided: tuple = ((2.0, 0.02, 0.0, 3),)
     """Trial-guided Flash: (target, τ, c, L)."""
     blocks: tuple = ((0.4, 3), (0.6, 3), (0.4, 1))
     easy_thresholds: tuple = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -1338,7 +1338,7 @@ def parse_args(argv=None):
     ap.add_argument("--flash-alphas", default="0.3,0.5,0.7,1.0", help="Flash α sweep (open point e)")
     ap.add_argument("--flash-targets", default="2:0.4:3",
                     help="static Flash on a speed target, comma list of target:c:L (BlockCache top-c %% / L)")
-    ap.add_argument("--guided", default="2:0.1:0:20",
+    ap.add_argument("--guided", default="2:0.02:0:3",
                     help="trial-guided Flash, comma list of target:τ:c:L (change threshold, pivotal ratio, max reuses)")
     ap.add_argument("--easy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="EasyCache (copy-fixed) sweep")
     ap.add_argument("--lazy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="LazyCache sweep")

@@ -185,6 +185,17 @@ def test_without_lfcache_trial_guided_falls_back_to_static_with_a_note():
     assert all(torch.equal(a["out"], b["out"]) for a, b in zip(steps, static))
 
 
+def test_the_node_default_without_lfcache_is_the_papers_static_rule():
+    """trial_guided's default pivotal_ratio 0 would reuse every block in the static rule: its fallback
+    uses the paper's 40 % instead, exactly as FLASH_BLOCKCACHE does."""
+    from precisecache_core.config import FLASH_BLOCKCACHE, TRIAL_GUIDED_BLOCKCACHE
+    run, report, steps = _drive(TRIAL_GUIDED_BLOCKCACHE, lf_config=None)
+    paper = _drive(FLASH_BLOCKCACHE, lf_config=None)[2]
+    assert run.blocks.config.pivotal_ratio == 0.4 and report.block_mode == "static"
+    assert [s["computed"] for s in steps] == [s["computed"] for s in paper]
+    assert any("paper's share" in note for note in report.notes), report.notes
+
+
 @pytest.mark.parametrize("inputs, name", [
     (dict(mode="dynamic"), "mode"),
     (dict(mode="trial_guided", change_threshold=-0.1), "change_threshold"),

@@ -9,7 +9,8 @@ import torch
 
 LF_DEFAULTS = dict(preset="custom", speed_target=0.0, alpha=0.5, trial_downsample_t=2, trial_downsample_h=4, trial_downsample_w=4,
                    lowpass_radius=0.2, start_percent=0.0, end_percent=1.0)
-BLOCK_DEFAULTS = dict(pivotal_ratio=0.4, refresh_interval=3, start_percent=0.0, end_percent=1.0)
+BLOCK_DEFAULTS = dict(pivotal_ratio=0.4, refresh_interval=3, start_percent=0.0, end_percent=1.0, mode="static")
+"""The paper's static rule (the tests written for it); the node's own default is trial_guided."""
 
 
 def node(comfy, class_type):
