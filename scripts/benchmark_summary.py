@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS  # noqa: E402
+from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS, PRESET_FIDELITY_DB  # noqa: E402
 
 OURS = "PreciseCache target"
 PEERS = ("EasyCache (copy-fixed)", "LazyCache")
@@ -146,6 +146,17 @@ def _checks(runs: list[dict]) -> list[dict]:
     checks.append({"check": f"every run reaches its speed target within ±{TARGET_TOLERANCE:.0%} of work",
                    "met": not misses, "detail": f"{len(misses)} target rows outside: {misses}" if misses else
                    f"{sum(len(r['targets']) for r in runs)} target rows, every run inside"})
+    for name, level in PRESET_FIDELITY_DB.items():
+        target = LFCACHE_PRESETS[name].speed_target
+        rows = [(r["model"], r["size"], r["steps"], t) for r in runs for t in r["targets"] if t["target"] == target]
+        # a run where LFCache stepped aside computed every step: identical output (no PSNR), the level holds
+        bad = [(m, s, n, t["psnr"]) for m, s, n, t in rows if t["psnr"] is not None and t["psnr"] < level]
+        checks.append({"check": f"preset {name} ({target:g}x) keeps mean PSNR ≥ {level:g} dB on every setting",
+                       "met": bool(rows) and not bad,
+                       "detail": "; ".join(f"{m} {s}px {n} steps: {p:.1f} dB" for m, s, n, p in bad) or
+                       "lowest: " + ", ".join(f"{m} {s}px {n} steps {t['psnr']:.1f} dB" for m, s, n, t in
+                                              sorted((x for x in rows if x[3]["psnr"] is not None),
+                                                     key=lambda x: x[3]["psnr"])[:1])})
     default = LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target
     rows = [(r["model"], r["size"], r["steps"], t) for r in runs for t in r["targets"] if t["target"] == default]
     bad = [(m, s, n, round(t["work"], 2), round(t["psnr"], 1)) for m, s, n, t in rows

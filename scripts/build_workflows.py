@@ -41,6 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS  # noqa: E402  (pure torch)
+
+
+def x(preset: str) -> str:
+    """'Turbo (1.5x)': a preset with its speed target, from the pack's config (written once there)."""
+    return f"{preset} ({LFCACHE_PRESETS[preset].speed_target:g}x)"
 WORKFLOWS_DIR = REPO / "workflows"
 API_DIR = WORKFLOWS_DIR / "api"
 NODE_DEFS_PATH = REPO / "scripts" / "workflow_node_defs.json"
@@ -162,8 +169,9 @@ def note(node_id: int, pos, text: str, width: float = 420, height: float = 260, 
     return Node(node_id, "Note", pos, {"text": text}, title=title, width=width, height=height)
 
 
-def lfcache(node_id, pos, model, preset="Turbo", speed_target=2.0, alpha=0.5, group="PreciseCache",
+def lfcache(node_id, pos, model, preset=DEFAULT_LFCACHE_PRESET, alpha=0.5, group="PreciseCache",
             **window) -> Node:
+    speed_target = LFCACHE_PRESETS[preset].speed_target
     return Node(node_id, "PreciseCacheLFCache", pos, {
         "preset": preset, "speed_target": speed_target, "alpha": alpha, "trial_downsample_t": 2,
         "trial_downsample_h": 4, "trial_downsample_w": 4,
@@ -192,11 +200,12 @@ def report_text(node_id, pos, report_id, group="Report") -> Node:
                 height=250, group=group)
 
 
-PRESET_TABLE = """LFCache presets are speed targets (work of the uncached run / work of this run, trials included):
-- Base: 1.5x. Closest to the uncached video.
-- Turbo: 2x (default). Visibly lossless on the benchmark models.
-- Flash: 2.5x. Fastest preset; small differences.
-- custom: any speed_target from 1.1 to 6 (or 0 for the paper's alpha rule).
+PRESET_TABLE = f"""LFCache presets are speed targets (work of the uncached run / work of this run, trials included):
+- {x("Base")}: mean PSNR >= 38 dB vs uncached on every benchmark model and setting.
+- {x("Turbo")}: default, >= 33 dB (visibly lossless on the benchmark models).
+- {x("Flash")}: >= 30 dB; small differences.
+- custom: any speed_target from 1.1 to 6 (or 0 for the paper's alpha rule). PreciseCache Calibrate
+  measures what your own setup allows and saves it as a preset.
 The cache computes the steps whose low-frequency change is largest and reuses the others.
 BlockCache (optional) also reuses the residuals of non-pivotal blocks inside computed steps; bypass it
 (select it, Ctrl+B) if detail suffers. Schedules of 8 steps or fewer (4-step LoRAs) are never cached.
@@ -214,8 +223,8 @@ def demo_workflow() -> Workflow:
             "linear stand-in VAE) trained on procedural clips: pick a prompt from the list. "
             "It ships in the pack's models/ folder, which the pack lists under diffusion_models: "
             "nothing to copy or download.\n\n"
-            "Settings: LFCache Turbo (2x less work, counted in model forwards; for this prompt and seed 0 "
-            "the frames are at 37 dB PSNR vs uncached: docs/images/demo_uncached_vs_cached.png), BlockCache "
+            f"Settings: LFCache {x('Turbo')} less work, counted in model forwards; frames next to uncached ones: "
+            "docs/images/demo_uncached_vs_cached.png), BlockCache "
             "wired but off (pivotal_ratio 1.0): with only 4 blocks, reusing 2 of them costs more quality "
             "than it saves; use 0.4 (the paper's Flash setting) on deep models (30-60 blocks). 50 euler "
             "steps, cfg 5. The Report node plots the low-frequency difference per "
@@ -253,9 +262,9 @@ def sampler_demo_workflow() -> Workflow:
             "nothing to download). Its conditioning and decode nodes stand in for a text encoder and a VAE.\n\n"
             "Presets:\n"
             "- off: plain KSampler (the uncached reference).\n"
-            "- Base: LFCache 1.5x less work. Closest to the uncached video.\n"
-            "- Turbo: LFCache 2x (default, set here).\n"
-            "- Flash: LFCache 2.5x. Fastest preset; small differences.\n"
+            f"- Base: LFCache {LFCACHE_PRESETS['Base'].speed_target:g}x less work. Closest to the uncached video.\n"
+            f"- Turbo: LFCache {LFCACHE_PRESETS['Turbo'].speed_target:g}x (default, set here).\n"
+            f"- Flash: LFCache {LFCACHE_PRESETS['Flash'].speed_target:g}x. Fastest preset; small differences.\n"
             "- paper Flash: the paper's alpha 0.5 + BlockCache 40 % pivotal, refresh 3 (for deep models with "
             "30-60 blocks; on this 4-block model it costs more quality than it saves).\n\n"
             "The sampler's report output (what the cache did: skipped steps, work saved counted in forwards, "
@@ -269,7 +278,7 @@ def sampler_demo_workflow() -> Workflow:
         Node(2, "PreciseCacheDemoConditioning", (COL[0], 150), {"prompt": prompt}, group="Model"),
         Node(3, "EmptyHunyuanLatentVideo", (COL[0], 300), {"width": 128, "height": 128, "length": 9,
                                                          "batch_size": 1}, group="Model"),
-        Node(4, "PreciseCacheSampler", (COL[1], 0), {"preset": "Turbo", "seed": 0, "steps": 50, "cfg": 5.0,
+        Node(4, "PreciseCacheSampler", (COL[1], 0), {"preset": DEFAULT_LFCACHE_PRESET, "seed": 0, "steps": 50, "cfg": 5.0,
                                                      "sampler_name": "euler", "scheduler": "simple",
                                                      "denoise": 1.0},
              {"model": (1, 0), "positive": (2, 0), "negative": (2, 1), "latent_image": (3, 0)},
@@ -309,7 +318,7 @@ WAN_GROUPS = {"Load models": "#3f789e", "Prompt": "#3f789e", "PreciseCache": "#3
 
 def wan21_t2v_workflow() -> Workflow:
     text = ("Wan 2.1 T2V 1.3B + PreciseCache.\n\n"
-            "Set here: LFCache Turbo (2x less work). Base (1.5x) for final renders, Flash (2.5x) for drafts. "
+            f"Set here: LFCache {x('Turbo')}. {x('Base')} for final renders, {x('Flash')} for drafts. "
             "The 1.3B model is small, so BlockCache saves less per block than on 14B models.\n\n"
             "Why: at 30 uni_pc steps the low-frequency layout settles early; the cache spends its work budget "
             "on the steps whose low-frequency change is largest and reuses the others. Compare with the "
@@ -341,7 +350,7 @@ def wan21_t2v_workflow() -> Workflow:
 
 def wan21_i2v_workflow() -> Workflow:
     text = ("Wan 2.1 I2V 480p 14B + PreciseCache.\n\n"
-            "Set here: LFCache Turbo (2x) + BlockCache 40 % / 3. The start image fixes the layout, so the "
+            f"Set here: LFCache {x('Turbo')} + BlockCache 40 % / 3. The start image fixes the layout, so the "
             "low-frequency content changes little after the first steps and the 14B model's 40 blocks leave "
             "much to reuse. Bypass BlockCache, or use LFCache Base, if fine motion suffers.\n\n"
             "At 20 steps there are few steps to skip; with more steps PreciseCache skips more.\n"
@@ -382,9 +391,9 @@ def wan22_t2v_workflow() -> Workflow:
             "Each expert is patched on its own and each KSamplerAdvanced is its own sampling run, with its own "
             "decisions and its own report. start/end_percent refer to the whole schedule (sigmas), not to "
             "one sampler's steps.\n\n"
-            "Set here: high-noise expert LFCache Base (1.5x, no BlockCache): it lays out the scene and the "
-            "motion, which users lose first when early steps are skipped. Low-noise expert LFCache Turbo "
-            "(2x) + BlockCache 40 % / 3: its steps refine high-frequency detail while the low-frequency "
+            f"Set here: high-noise expert LFCache {x('Base')}, no BlockCache: it lays out the scene and the "
+            "motion, which users lose first when early steps are skipped. Low-noise expert LFCache "
+            f"{x('Turbo')} + BlockCache 40 % / 3: its steps refine high-frequency detail while the low-frequency "
             "content barely moves, which is exactly what LFCache measures. Each sampler run meets its own "
             "target.\n\n"
             "With the 4-step Lightning LoRAs (2 + 2 steps) nothing is cached: schedules of 8 steps or fewer "
@@ -409,7 +418,7 @@ def wan22_t2v_workflow() -> Workflow:
                                           "lighting, clean background, cinematic slow-motion portrait."),
         Node(9, "EmptyHunyuanLatentVideo", (COL[1], 460), {"width": 640, "height": 640, "length": 81,
                                                          "batch_size": 1}, group="Prompt"),
-        lfcache(10, (COL[2], 0), (5, 0), preset="Base", speed_target=1.5),
+        lfcache(10, (COL[2], 0), (5, 0), preset="Base"),
         lfcache(11, (COL[2], 330), (6, 0)),
         blockcache(12, (COL[2], 660), (11, 0)),
         Node(13, "KSamplerAdvanced", (COL[3], 0), {
@@ -434,7 +443,7 @@ def wan22_t2v_workflow() -> Workflow:
 
 def hunyuan_t2v_workflow() -> Workflow:
     text = ("HunyuanVideo T2V 720p + PreciseCache.\n\n"
-            "Set here: LFCache Turbo (2x) + BlockCache 40 % / 3. HunyuanVideo has 20 double and 40 single "
+            f"Set here: LFCache {x('Turbo')} + BlockCache 40 % / 3. HunyuanVideo has 20 double and 40 single "
             "blocks; BlockCache reuses the residuals of the non-pivotal ones inside computed steps. Bypass "
             "BlockCache if detail suffers.\n\n"
             "Select an fp8 weight_dtype if you run out of memory; lower VAEDecodeTiled's tile_size and "
@@ -479,9 +488,9 @@ def hunyuan_t2v_workflow() -> Workflow:
 
 def ltxv_t2v_workflow() -> Workflow:
     text = ("LTX-Video 2B v0.9.5 T2V + PreciseCache.\n\n"
-            "Set here: LFCache Base (1.5x). LTX-Video is already fast and its latent is "
+            f"Set here: LFCache {x('Base')}. LTX-Video is already fast and its latent is "
             "small (32x spatial compression), so a trial forward costs relatively more and BlockCache saves "
-            "little; Turbo (2x) for drafts.\n\n"
+            f"little; {x('Turbo')} for drafts.\n\n"
             "This model needs long descriptive prompts; short prompts hurt quality more than any cache.\n\n"
             + PRESET_TABLE)
     nodes = [
@@ -503,7 +512,7 @@ def ltxv_t2v_workflow() -> Workflow:
              group="Prompt"),
         Node(6, "EmptyLTXVLatentVideo", (COL[1], 560), {"width": 768, "height": 512, "length": 97,
                                                       "batch_size": 1}, group="Prompt"),
-        lfcache(7, (COL[2], 0), (1, 0), preset="Base", speed_target=1.5),
+        lfcache(7, (COL[2], 0), (1, 0), preset="Base"),
         Node(8, "KSamplerSelect", (COL[3], 0), {"sampler_name": "euler"}, group="Sample"),
         Node(9, "LTXVScheduler", (COL[3], 100), {"steps": 30, "max_shift": 2.05, "base_shift": 0.95,
                                                  "stretch": True, "terminal": 0.1}, {"latent": (6, 0)},

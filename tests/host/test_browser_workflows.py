@@ -24,6 +24,10 @@ import time
 
 import pytest
 
+from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS
+
+DEFAULT_TARGET = LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target
+
 import test_workflows_support as ws
 
 CHROMIUM = os.environ.get("PRECISECACHE_CHROMIUM", "/usr/bin/chromium")   # Debian's chromium
@@ -275,7 +279,7 @@ def test_sampler_demo_runs_from_the_editor_and_shows_its_report(fresh_page, serv
     assert not dialogs, dialogs
     events = _queue_and_wait(page, sampler["id"])
     text = _report_text_shown(page, text_id)
-    assert "(target 2x)" in text, text
+    assert f"(target {DEFAULT_TARGET:g}x)" in text, text
     skipped = int(text.split("skipped ", 1)[1].split("/", 1)[0])
     if "LFCache stepped aside" in text:   # the trial was too slow on this (busy) machine: all computed, said so
         assert skipped == 0, text

@@ -14,6 +14,10 @@ import urllib.request
 
 import pytest
 
+from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS
+
+DEFAULT_TARGET = LFCACHE_PRESETS[DEFAULT_LFCACHE_PRESET].speed_target
+
 import test_workflows_support as ws
 
 pytestmark = pytest.mark.host
@@ -225,7 +229,7 @@ def test_sampler_demo_runs_headless_with_its_report(server):
         progress.wait_for(prompt_id)
     outputs = entry["outputs"]
     text = outputs[sampler]["text"][0]
-    assert text.startswith("PreciseCache - skipped") and "(target 2x)" in text and "model: WAN21" in text, text
+    assert text.startswith("PreciseCache - skipped") and f"(target {DEFAULT_TARGET:g}x)" in text and "model: WAN21" in text, text
     assert outputs[preview]["text"][0] == text
     skipped = int(text.split("skipped ", 1)[1].split("/", 1)[0])
     if "LFCache stepped aside" in text:   # the trial was too slow on this (busy) machine: all computed, said so
