@@ -342,7 +342,10 @@ def test_nodes_are_under_sampling_precisecache_in_the_menu_and_the_search(fresh_
     page.mouse.dblclick(700, 250)
     page.wait_for_timeout(600)
     page.keyboard.type(ws.PACK_FOLDER)
-    page.wait_for_timeout(1200)
+    expected = sum(len(titles) for titles in categories.values())  # a busy machine fills the list slowly
+    page.wait_for_function("(n) => [...document.querySelectorAll('.p-autocomplete-option')]"
+                           ".filter(o => o.innerText.includes('PreciseCache')).length >= n", arg=expected,
+                           timeout=20_000)
     results = page.evaluate("""() => [...document.querySelectorAll('.p-autocomplete-option')]
         .map(o => o.innerText.split('\\n').map(line => line.trim()))""")
     found = {lines[0]: lines[1] if len(lines) > 1 else "" for lines in results}
