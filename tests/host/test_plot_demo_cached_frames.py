@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from precisecache_core.config import LFCACHE_PRESETS
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "plot_demo_cached_frames.py"
 
@@ -28,7 +30,7 @@ def test_frames_picture_and_its_numbers(comfyui_dir, tmp_path):
     numbers = json.loads(out.with_suffix(".json").read_text())
     (run,) = numbers["runs"]
     (turbo,) = run["cached"]
-    assert turbo["preset"] == "Turbo" and turbo["speed_target"] == 2.0 and turbo["steps"] == 12
+    assert turbo["preset"] == "Turbo" and turbo["speed_target"] == LFCACHE_PRESETS["Turbo"].speed_target and turbo["steps"] == 12
     assert 0 < turbo["skipped"] < 12 and turbo["work_saved"] > 1.0 and math.isfinite(turbo["psnr_db"])
     # the printed line is the same measurement as the JSON
     assert f"{turbo['psnr_db']:.2f} dB, work saved {turbo['work_saved']:.2f}x" in result.stdout

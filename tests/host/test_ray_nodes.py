@@ -14,6 +14,8 @@ import importlib
 
 import pytest
 
+from precisecache_core.config import LFCACHE_PRESETS
+
 
 @pytest.fixture(scope="module")
 def ray_mod(precisecache_pack):
@@ -147,7 +149,7 @@ def test_same_configuration_inside_every_actor_fresh_per_run_report_from_rank_ze
     assert fake_ray.by_value and all(name == fake_ray.by_value[0] for name in fake_ray.by_value)
     setups = [hooks.get_setup(a.model) for a in actors]
     assert all(s.lf == setups[0].lf and s.block == setups[0].block for s in setups)
-    assert setups[0].lf.speed_target == 2.0 and setups[0].block.pivotal_ratio == 0.5  # the second patch
+    assert setups[0].lf.speed_target == LFCACHE_PRESETS["Turbo"].speed_target and setups[0].block.pivotal_ratio == 0.5  # the second patch
     for a in actors:  # the first patch was taken off, not stacked under the second
         dit = a.model.model_options["transformer_options"]["patches_replace"]["dit"]
         assert all(type(p).__name__ == "BlockPatch" and p.previous is None for p in dit.values())
