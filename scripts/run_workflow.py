@@ -204,6 +204,8 @@ def submit_and_wait(url: str, graph: dict, timeout: float, server: subprocess.Po
             return 3, None
         progress.poll()
         time.sleep(0.5)
+    time.sleep(0.2)  # the server may still be flushing the sampler's last progress line to its log
+    progress.poll()  # the steps after the last poll (a fast run can finish between two polls)
     status = entry.get("status", {})
     if status.get("status_str") != "success":
         errors = [m[1] for m in status.get("messages", []) if m[0] == "execution_error"]
