@@ -9,7 +9,6 @@ and PreciseCache replaying the parallel run's decisions (its step skips and pivo
 """
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -26,17 +25,8 @@ def tiny_wan_state_dict(seed: int = 0) -> dict:
     net = WanModel(model_type="t2v", patch_size=(1, 2, 2), in_dim=16, dim=DIM, ffn_dim=2 * DIM, freq_dim=256,
                    text_dim=4096, out_dim=16, num_heads=HEADS, num_layers=LAYERS, device="cpu", dtype=torch.float32,
                    operations=comfy.ops.disable_weight_init)
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for name, t in sorted(net.state_dict().items()):
-        if t.ndim >= 2:
-            v = torch.randn(t.shape, generator=g) / math.sqrt(math.prod(t.shape[1:]))
-        elif name.endswith("bias"):
-            v = torch.randn(t.shape, generator=g) * 0.02
-        else:
-            v = torch.ones(t.shape)
-        sd[name] = v.contiguous()
-    return sd
+    from tiny_models import random_weights
+    return random_weights(net.state_dict(), seed)
 
 
 def _load_model():

@@ -168,21 +168,29 @@ def tiny_state_dict(kind, seed=0):
 
     Weights depend only on (kind, seed, torch's CPU generator): matrices ~ N(0, 1/fan_in),
     1-D weights/scales (norms) = 1, biases ~ N(0, 0.02^2)."""
-    import torch
     net, metadata = _build_module(kind)
+    return random_weights(net.state_dict(), seed), metadata
+
+
+def random_weights(shapes: dict, seed: int, zeros_suffix: str | None = None) -> dict:
+    """Deterministic float32 weights for a state dict's names and shapes (the tensors' values are not
+    read: meta tensors work): matrices ~ N(0, 1/fan_in), biases ~ N(0, 0.02²), other 1-D tensors 1
+    (names ending in ``zeros_suffix``: 0)."""
+    import torch
     g = torch.Generator(device="cpu")
     g.manual_seed(int(seed))
     sd = {}
-    for name, t in sorted(net.state_dict().items()):
+    for name, t in sorted(shapes.items()):
         if t.ndim >= 2:
-            fan_in = math.prod(t.shape[1:])
-            v = torch.randn(t.shape, generator=g) / math.sqrt(fan_in)
+            v = torch.randn(t.shape, generator=g) / math.sqrt(math.prod(t.shape[1:]))
         elif name.endswith("bias"):
             v = torch.randn(t.shape, generator=g) * 0.02
+        elif zeros_suffix and name.endswith(zeros_suffix):
+            v = torch.zeros(t.shape)
         else:
             v = torch.ones(t.shape)
         sd[name] = v.to(torch.float32).contiguous()
-    return sd, metadata
+    return sd
 
 
 def write_tiny_model(kind, directory, seed=0):
@@ -231,19 +239,7 @@ def tiny_ltxv_vae_state_dict(seed=0):
     from comfy.ldm.lightricks.vae.causal_video_autoencoder import VideoVAE
     with torch.device("meta"):
         net = VideoVAE(config=TINY_LTXV_VAE_CONFIG)
-    g = torch.Generator(device="cpu")
-    g.manual_seed(int(seed) + 1000)
-    sd = {}
-    for name, t in sorted(net.state_dict().items()):
-        if t.ndim >= 2:
-            v = torch.randn(t.shape, generator=g) / math.sqrt(math.prod(t.shape[1:]))
-        elif name.endswith("bias"):
-            v = torch.randn(t.shape, generator=g) * 0.02
-        elif name.endswith("mean-of-means"):
-            v = torch.zeros(t.shape)
-        else:
-            v = torch.ones(t.shape)
-        sd[name] = v.to(torch.float32).contiguous()
+    sd = random_weights(net.state_dict(), int(seed) + 1000, zeros_suffix="mean-of-means")
     return sd, {"config": json.dumps({"vae": TINY_LTXV_VAE_CONFIG})}
 
 
