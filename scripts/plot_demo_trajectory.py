@@ -57,18 +57,17 @@ def import_comfy():
 
 
 def lowpass_mask(h: int, w: int, radius_frac: float = 0.2):
-    import torch
-    yy = torch.arange(h, dtype=torch.float32) - h // 2
-    xx = torch.arange(w, dtype=torch.float32) - w // 2
-    r = torch.sqrt(yy.view(-1, 1) ** 2 + xx.view(1, -1) ** 2)
-    return (r <= min(h, w) * radius_frac).float()
+    """The pack's own low-pass mask (uncentred FFT layout, ``precisecache_core.lowpass``)."""
+    sys.path.insert(0, str(REPO))
+    from precisecache_core.lowpass import lowpass_mask as core_mask
+    return core_mask(h, w, radius_frac)
 
 
 def freq_split_diff(a, b, mask):
-    """(low, high, total) L2 norms of a - b, split with the centred FFT mask over the last 2 dims."""
+    """(low, high, total) L2 norms of a - b, split with the FFT mask over the last 2 dims."""
     import torch
     d = (a - b).float()
-    spec = torch.fft.fftshift(torch.fft.fft2(d, norm="ortho"), dim=(-2, -1))
+    spec = torch.fft.fft2(d, norm="ortho")
     low = torch.linalg.vector_norm(spec * mask)
     high = torch.linalg.vector_norm(spec * (1 - mask))
     return float(low), float(high), float(torch.linalg.vector_norm(d))
