@@ -149,7 +149,10 @@ class RankSync:
         of, plus every block some rank holds none of (computed everywhere, never reused)."""
         keys = list(self.block_keys) or sorted(scores, key=repr)
         n = len(keys)
-        local = [float(scores[k]) if k in scores else 0.0 for k in keys]
+        held_keys = [k for k in keys if k in scores]
+        read = dict(zip(held_keys, torch.stack([scores[k].reshape(()) for k in held_keys]).double().cpu().tolist()
+                        if held_keys else []))  # one host read for all blocks, not one per block
+        local = [read.get(k, 0.0) for k in keys]
         held = [1.0 if k in scores else 0.0 for k in keys]
         total = self.sum_numbers(local + held)
         everywhere = [k for k, count in zip(keys, total[n:]) if count > self.size - 0.5]

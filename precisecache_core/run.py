@@ -138,8 +138,8 @@ class PreciseCacheRun:
         self._ordinals: dict[tuple[Hashable, ...], int] = {}
         self._ordinal_step = -1
         self._computed_since_refresh: int | None = None
-        self._step_batches: list[int] = []
-        """Total batch over the model calls of each computed step (for the trial's cost share)."""
+        self._computed_batch: tuple[int, int] = (0, 0)
+        """(summed batch over the model calls of the computed steps so far, their count): the trial's cost share."""
         self._outputs: dict[SlotKey, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._output_bytes = 0
         self._first_step_seconds: dict[int, float] = {}
@@ -179,8 +179,9 @@ class PreciseCacheRun:
         record = self._steps[plan.step]
         self.report.trial_forwards += 1
         self.report.trial_work += self.report.trial_token_ratio * trial_prediction.shape[0] / max(1, record.batch)
-        if self._step_batches:
-            mean_step_batch = sum(self._step_batches) / len(self._step_batches)
+        total, steps = self._computed_batch
+        if steps:
+            mean_step_batch = total / steps
             self.policy.set_trial_cost(self.report.trial_token_ratio * trial_prediction.shape[0] / mean_step_batch)
         decision = self.policy.decide(plan.step, trial_prediction)
         self._record_decision(record, decision)
@@ -378,7 +379,8 @@ class PreciseCacheRun:
         """When step ``step`` starts, remember the batch of the latest computed step before it."""
         previous = self._steps.get(step - 1)
         if previous is not None and not previous.skip and previous.batch:
-            self._step_batches.append(previous.batch)
+            total, steps = self._computed_batch
+            self._computed_batch = (total + previous.batch, steps + 1)
 
     def _blocks_reused(self) -> int:
         return self.blocks.blocks_reused if self.blocks is not None else 0

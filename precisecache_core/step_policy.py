@@ -161,11 +161,9 @@ class StepPolicy:
         nan = math.nan
         if self.target is not None:
             self.target.observe(delta)
-            forced = self.target.forced(step)
             skip = self.target.decide(step, metric)
-            threshold = self.target.last_threshold if forced is None and metric is not None else nan
             return StepDecision(skip=skip, trial=False, delta=nan if delta is None else delta,
-                                metric=nan if metric is None else metric, threshold=threshold)
+                                metric=nan if metric is None else metric, threshold=self.target.last_threshold)
         rule = self.alpha_rule
         forced = self._forced(step) if self.decidable[step] else "compute"
         skip = rule.decide(delta, self.decidable[step] and forced is None,
