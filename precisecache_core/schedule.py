@@ -1,4 +1,4 @@
-"""Map model calls to sampler steps, from the sigma schedule alone.
+"""Where a model call falls: its sampler step, from the sigma schedule alone, and its slot within the step.
 
 Samplers call the denoiser once per step (Euler), twice (Heun: at σ_i and at σ_{i+1}), at
 intermediate sigmas (DPM++ 2S: a midpoint), or several times at the same sigma (skip-layer
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Hashable, Sequence
 
 _REL_TOL = 1e-5
 
@@ -71,3 +71,26 @@ class StepClock:
         """Caching may act at ``sigma``: end_sigma < σ ≤ start_sigma (ComfyUI's start/end percent)."""
         return self.end_sigma < sigma <= self.start_sigma * (1.0 + _REL_TOL)
 
+
+
+SlotKey = tuple[tuple[Hashable, ...], int]
+"""One model call's place within its step: (the stream uuids of the call, how many calls with that tuple
+came before it in the step). Cond and uncond batched together form one slot, called separately two; an
+extra call at the same sigma (Heun's corrector, skip-layer guidance) gets a slot of its own."""
+
+
+class CallSlots:
+    """Numbers the model calls of the current step (see :data:`SlotKey`)."""
+
+    def __init__(self) -> None:
+        self.step = -1
+        """The step of the latest call."""
+        self._seen: dict[tuple[Hashable, ...], int] = {}
+
+    def slot(self, step: int, uuids: Sequence[Hashable]) -> SlotKey:
+        if step != self.step:
+            self.step, self._seen = step, {}
+        key = tuple(uuids)
+        ordinal = self._seen.get(key, 0)
+        self._seen[key] = ordinal + 1
+        return key, ordinal

@@ -120,7 +120,7 @@ def spy_on_runs(pack, monkeypatch):
             runs.append(weakref.ref(self))
 
         def finish(self, interrupted=False):
-            buffers.extend(weakref.ref(t) for pair in self._outputs.values() for t in pair if t is not None)
+            buffers.extend(weakref.ref(t) for t in self.step_cache.tensors())
             policy = self.policy
             for trial in ((policy._prev_trial, policy._reference) if policy is not None else ()):
                 if trial is not None:

@@ -128,7 +128,7 @@ def test_reuse_and_refresh_follow_the_trial_residuals_seen_by_independent_hooks(
         stored = state.residuals[(block, "img")]
         assert torch.allclose(stored.float(), (after - before).float(), atol=1e-5, rtol=1e-4), \
             f"{kind} {block}: stored residual differs from out - in by {(stored - (after - before)).abs().max():.3g}"
-        checked.append((runs[-1]()._ordinal_step, block))
+        checked.append((runs[-1]().slots.step, block))
 
     monkeypatch.setattr(block_cache_mod.BlockResidualCache, "_record", checking_record)
     try:
@@ -230,14 +230,20 @@ def test_chains_to_a_block_patch_installed_before_it_in_the_trial_too(ready):
 
 
 def test_node_refuses_bad_mode_and_threshold_by_name(ready):
-    comfy, _ = ready
+    comfy, pack = ready
     node = comfy.nodes.NODE_CLASS_MAPPINGS["PreciseCacheBlockCache"]
+    # before a prompt runs, ComfyUI checks both against the schema (our validate_inputs does not take them)
+    optional = node.INPUT_TYPES()["optional"]
+    assert optional["mode"][1]["options"] == ["static", "trial_guided"]
+    assert (optional["change_threshold"][1]["min"], optional["change_threshold"][1]["max"]) == (0.0, 2.0)
+    # the node's own config builder refuses them by name
+    build = pack_module(pack, "nodes.blockcache_node").config_from_inputs
     inputs = dict(pivotal_ratio=0.4, refresh_interval=3, start_percent=0.0, end_percent=1.0)
-    assert node.validate_inputs(**inputs, mode="trial_guided", change_threshold=0.05) is True
-    message = node.validate_inputs(**inputs, mode="trial_guided", change_threshold=2.5)
-    assert isinstance(message, str) and "change_threshold" in message and "2.0" in message
-    message = node.validate_inputs(**inputs, mode="dynamic")
-    assert isinstance(message, str) and "mode" in message and "trial_guided" in message
+    assert build(**inputs, mode="trial_guided", change_threshold=0.05).change_threshold == 0.05
+    with pytest.raises(ValueError, match=r"change_threshold = 2.5 is out of range: allowed \[0.0, 2.0\]"):
+        build(**inputs, mode="trial_guided", change_threshold=2.5)
+    with pytest.raises(ValueError, match=r"mode = 'dynamic' is not allowed: choose one of .*trial_guided"):
+        build(**inputs, mode="dynamic")
 
 
 @pytest.fixture(scope="module")
