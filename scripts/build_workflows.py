@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS  # noqa: E402  (pure torch)
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))  # comfy_host, also when a test loads this file by path
+from comfy_host import http_json  # noqa: E402
 
 
 def x(preset: str) -> str:
@@ -580,8 +582,7 @@ def used_node_types(workflows) -> set[str]:
 
 
 def refresh_node_defs(url: str) -> None:
-    with urllib.request.urlopen(url.rstrip("/") + "/object_info", timeout=60) as response:
-        object_info = json.loads(response.read())
+    object_info = http_json(url.rstrip("/") + "/object_info", timeout=60)
     defs = node_defs_from_object_info(object_info, used_node_types(all_workflows()))
     NODE_DEFS_PATH.write_text(json.dumps({"comment": "Written by scripts/build_workflows.py --refresh-node-defs "
                                           "from a running ComfyUI's /object_info; only what the UI format needs.",

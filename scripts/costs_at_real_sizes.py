@@ -36,7 +36,7 @@ Usage
 -----
   /opt/ComfyUI/venv/bin/python scripts/costs_at_real_sizes.py          # writes docs/costs.md, docs/costs.json
   COMFYUI_DIR=/path/to/ComfyUI python scripts/costs_at_real_sizes.py --out /tmp/costs
-ComfyUI is found like the tests find it (``tests/host/harness.py``: COMFYUI_DIR, ../ComfyUI,
+ComfyUI is found like the tests find it (``scripts/comfy_host.py``: COMFYUI_DIR, ../ComfyUI,
 /opt/ComfyUI). Runs in a few seconds on one CPU core: meta tensors carry shapes only.
 """
 from __future__ import annotations
@@ -49,7 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HOST_DIR = REPO / "tests" / "host"
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))  # comfy_host, also when a test loads this file by path
+import comfy_host  # noqa: E402
+
 RESULTS = REPO / "docs" / "benchmark" / "results.json"
 TRIAL_FACTORS = (2, 4, 4)
 TRIAL_OPERATOR = "strided"
@@ -124,26 +127,13 @@ SPECS = [
 
 # --------------------------------------------------------------------------- ComfyUI
 
-def find_comfyui() -> tuple[str | None, str | None, str]:
-    """(path, version, how) through the test harness's finder."""
-    if str(HOST_DIR) not in sys.path:
-        sys.path.insert(0, str(HOST_DIR))
-    import harness
-    host = harness.find_comfyui()
-    return host.path, host.version, host.reason
-
-
 def import_comfy(comfyui_dir: str):
     """Import ComfyUI's model code for meta counting; returns the ComfyUI modules used."""
-    comfyui_dir = str(Path(comfyui_dir).resolve())
-    if comfyui_dir not in sys.path:
-        sys.path.insert(0, comfyui_dir)
+    # a ComfyUI imported before keeps its settings; a fresh one runs on the CPU with PyTorch attention
+    fresh = "comfy.model_management" not in sys.modules
+    comfy_host.import_comfy(comfyui_dir, **({"cpu": True, "use_pytorch_cross_attention": True} if fresh else {}))
     if str(REPO) not in sys.path:
         sys.path.append(str(REPO))  # precisecache_core; after ComfyUI so that its top-level names win
-    import comfy.cli_args
-    if "comfy.model_management" not in sys.modules:
-        comfy.cli_args.args.cpu = True
-        comfy.cli_args.args.use_pytorch_cross_attention = True
     import comfy.ops
     import comfy.ldm.modules.attention as attention
     import comfy.ldm.wan.model as wan
@@ -560,15 +550,8 @@ def render_md(result: dict) -> str:
 
 def run(out_dir: Path, comfyui_dir: str | None = None, results_path: Path = RESULTS, log=print) -> dict:
     if comfyui_dir is None:
-        comfyui_dir, version, how = find_comfyui()
-        if comfyui_dir is None:
-            raise SystemExit(how)
-    else:
-        version = None
-        try:
-            version = Path(comfyui_dir, "comfyui_version.py").read_text().split("__version__ =", 1)[1].strip().strip("\"'")
-        except (OSError, IndexError):
-            pass
+        comfyui_dir = comfy_host.require_comfyui()
+    version = comfy_host.comfyui_version(comfyui_dir)
     comfy_mods = import_comfy(comfyui_dir)
     import torch
     models = {}

@@ -2,8 +2,8 @@
 """Sample the PreciseCache demo model through ComfyUI and plot the evidence.
 
 Loads ``models/precisecache_demo_wan.safetensors`` with ``comfy.sd.load_diffusion_model`` (ComfyUI
-imported in-process from COMFYUI_DIR, default /opt/ComfyUI), samples every demo prompt with
-``nodes.KSampler`` (euler, "simple", 50 steps, cfg 5 by default) from an empty latent of
+imported in-process from COMFYUI_DIR, else ../ComfyUI, else /opt/ComfyUI), samples every demo prompt
+with ``nodes.KSampler`` (euler, "simple", 50 steps, cfg 5 by default) from an empty latent of
 ``--size`` x ``--size`` pixels and ``--frames`` frames (default 128x128x9), decodes with the demo's
 linear stand-in VAE (``decode(Wan21().process_in(latent))``) and writes, named ``<prefix>_...``
 (``--prefix``, default ``demo``) into ``--out-dir`` (default docs/images):
@@ -31,22 +31,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "/opt/ComfyUI")
 sys.path.insert(0, str(REPO))
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))  # comfy_host, also when this file is loaded by path
+import comfy_host  # noqa: E402
 
 
 def import_comfy():
-    if COMFYUI_DIR not in sys.path:
-        sys.path.insert(0, COMFYUI_DIR)
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
-    import utils.install_util  # noqa: F401  (before `nodes`, which puts comfy/ first on sys.path)
+    comfy_host.import_comfy(comfy_host.require_comfyui(), cpu=True)
     import comfy.latent_formats
     import comfy.patcher_extension
     import comfy.sd

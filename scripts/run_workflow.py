@@ -36,18 +36,21 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))  # comfy_host, also when a test loads this file by path
+import comfy_host  # noqa: E402  (standard library only, like this script)
+from comfy_host import free_port, http_json  # noqa: E402
+
 DEFAULT_WORKFLOW = REPO / "workflows" / "api" / "precisecache_demo.json"
 MODEL_FOLDERS = {
     "unet_name": "diffusion_models", "ckpt_name": "checkpoints", "vae_name": "vae", "lora_name": "loras",
@@ -65,13 +68,11 @@ SAMPLER_NODES = {"PreciseCacheSampler": ("preset", "off")}
 
 
 def find_comfyui(explicit: Path | None) -> Path:
-    candidates = [str(explicit) if explicit else None, os.environ.get("COMFYUI_DIR"),
-                  str(REPO.parent / "ComfyUI"), "/opt/ComfyUI"]
-    for path in filter(None, candidates):
-        if (Path(path) / "main.py").is_file() and (Path(path) / "comfy").is_dir():
-            return Path(path).resolve()
-    sys.exit("No ComfyUI found: pass --comfyui DIR or set COMFYUI_DIR to a ComfyUI folder (one holding main.py "
-             "and comfy/), or place it at ../ComfyUI or /opt/ComfyUI.")
+    host = comfy_host.find_comfyui(explicit)
+    if host.path is None:
+        sys.exit("No ComfyUI found: pass --comfyui DIR or set COMFYUI_DIR to a ComfyUI folder (one holding main.py "
+                 "and comfy/), or place it at ../ComfyUI or /opt/ComfyUI.")
+    return Path(host.path)
 
 
 def find_python(comfy: Path, explicit: Path | None) -> str:
@@ -112,19 +113,6 @@ def link_pack(custom_nodes: Path) -> None:
         link.unlink()
     if not link.exists():
         link.symlink_to(REPO)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_json(url: str, payload: dict | None = None, timeout: float = 30.0) -> dict:
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read().decode())
 
 
 def tail(path: Path | None, lines: int = 40) -> str:

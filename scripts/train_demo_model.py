@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Train the tiny PreciseCache demo model: ComfyUI's real Wan 2.1 architecture, small.
 
-The network is ``comfy.ldm.wan.model.WanModel`` itself (imported from COMFYUI_DIR, default
-/opt/ComfyUI), trained on procedural clips (``precisecache_demo.clips``) mapped to Wan's
+The network is ``comfy.ldm.wan.model.WanModel`` itself (imported from COMFYUI_DIR, else
+../ComfyUI, else /opt/ComfyUI), trained on procedural clips (``precisecache_demo.clips``) mapped to Wan's
 16-channel latent by the linear stand-in VAE (``precisecache_demo.latent_map``), in ComfyUI's
 normalised model space, with the rectified-flow objective ComfyUI samples Wan 2.1 with:
 
@@ -41,14 +41,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "/opt/ComfyUI")
+if str(REPO / "scripts") not in sys.path:
+    sys.path.append(str(REPO / "scripts"))  # comfy_host, also when a test loads this file by path
+import comfy_host  # noqa: E402
 
 
 def import_comfy():
-    if COMFYUI_DIR not in sys.path:
-        sys.path.insert(0, COMFYUI_DIR)
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
+    comfy_host.import_comfy(comfy_host.require_comfyui(), cpu=True)  # --cpu before comfy.model_management
     import comfy.ops
     import comfy.ldm.wan.model as wan_model
     return comfy, wan_model

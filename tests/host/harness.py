@@ -5,6 +5,8 @@ How to use (pytest from the repo root; pytest.ini sets --import-mode=importlib a
 and ``import tiny_models``. Every test under ``tests/host`` gets the ``host`` marker and is SKIPPED
 (with a banner in the header and the summary) when no ComfyUI is found. Host discovery order:
 ``$COMFYUI_DIR``, ``<repo>/../ComfyUI``, ``/opt/ComfyUI`` (a directory holding main.py and comfy/).
+Finding ComfyUI and importing it in-process are ``scripts/comfy_host.py``'s, shared with the scripts;
+this module puts ``scripts/`` on ``sys.path`` for it.
 
 Fixtures (tests/host/conftest.py; all session-scoped):
   comfyui_dir      str   the ComfyUI install (skips the test when there is none)
@@ -42,7 +44,11 @@ ComfyServer (the `comfy_server` fixture):
   .wait_history(prompt_id, timeout=60) -> history entry                (PromptFailed on execution_error)
   .run_prompt(graph, timeout=60) -> history entry
   .object_info(node_class=None) -> dict
-  .get_json(path) / .post_json(path, payload)
+  .get_json(path) / .post_json(path, payload)   requests.HTTPError on an error status
+  .get(path, params=None) -> requests.Response  (raises requests.HTTPError on an error status)
+  .request(method, path, payload=None, params=None) -> requests.Response, whatever its status
+      HTTP goes through requests (requirements-test.txt), imported on first use: scripts that
+      import this module only for in-process ComfyUI (scripts/benchmark.py) do not need it.
   .free(unload_models=True, free_memory=True)   also resets the server's node-output cache
   .load_saved_latent(entry, node_id) -> tensor written by a SaveLatent node
   .log_tail(lines=80) -> str
@@ -85,17 +91,19 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT / "scripts") not in sys.path:
+    sys.path.append(str(REPO_ROOT / "scripts"))  # comfy_host; appended, so scripts/ shadows nothing
+import comfy_host  # noqa: E402
+from comfy_host import HostInfo  # noqa: E402  (find_comfyui's result)
+
 TESTS_DIR = REPO_ROOT / "tests"
 TEST_NODES_DIR = TESTS_DIR / "comfy_test_nodes"
 PACK_LINK_NAME = "PreciseCache"
@@ -119,39 +127,9 @@ class PackLoadError(AssertionError):
 
 # --------------------------------------------------------------------------- discovery
 
-def _is_comfyui(path) -> bool:
-    return bool(path) and os.path.isfile(os.path.join(path, "main.py")) and os.path.isdir(os.path.join(path, "comfy"))
-
-
-@dataclass
-class HostInfo:
-    path: str | None
-    reason: str          # where it came from, or why there is none
-    version: str | None = None
-
-
 def find_comfyui() -> HostInfo:
-    """$COMFYUI_DIR, then <repo>/../ComfyUI, then /opt/ComfyUI."""
-    notes = []
-    env = os.environ.get("COMFYUI_DIR")
-    candidates = []
-    if env:
-        candidates.append(("COMFYUI_DIR", env))
-    candidates += [("../ComfyUI", str(REPO_ROOT.parent / "ComfyUI")), ("/opt/ComfyUI", "/opt/ComfyUI")]
-    for source, path in candidates:
-        if _is_comfyui(path):
-            path = str(Path(path).resolve())
-            version = None
-            try:
-                text = Path(path, "comfyui_version.py").read_text()
-                version = text.split("__version__ =", 1)[1].strip().strip("\"'")
-            except (OSError, IndexError):
-                pass
-            why = f"found via {source}" + (f" ({'; '.join(notes)})" if notes else "")
-            return HostInfo(path, why, version)
-        if source == "COMFYUI_DIR":
-            notes.append(f"COMFYUI_DIR={env!r} holds no main.py + comfy/")
-    return HostInfo(None, SKIP_BANNER + ("; " + "; ".join(notes) if notes else ""))
+    """$COMFYUI_DIR, then <repo>/../ComfyUI, then /opt/ComfyUI (comfy_host.find_comfyui)."""
+    return comfy_host.find_comfyui(none_found=SKIP_BANNER)
 
 
 # --------------------------------------------------------------------------- base directory
@@ -242,25 +220,6 @@ def sample_graph(kind, seed=0, steps=4, cfg=1.0, sampler="euler", scheduler="sim
 
 # --------------------------------------------------------------------------- in-process ComfyUI
 
-# ComfyUI's top-level module names; a same-named module from elsewhere (e.g. the pack's nodes/)
-# must not shadow them.
-_COMFY_TOP_LEVEL = ("nodes", "utils", "comfy", "comfy_extras", "comfy_api", "comfy_execution", "comfy_config",
-                    "app", "server", "execution", "folder_paths", "node_helpers", "latent_preview",
-                    "protocol", "middleware", "api_server", "comfyui_version", "hook_breaker_ac10a0")
-
-
-def _evict_shadowing_modules(comfyui_dir):
-    root = os.path.realpath(comfyui_dir) + os.sep
-    for top in _COMFY_TOP_LEVEL:
-        mod = sys.modules.get(top)
-        if mod is None:
-            continue
-        origin = getattr(mod, "__file__", None) or ""
-        if not os.path.realpath(origin).startswith(root):
-            for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
-                del sys.modules[name]
-
-
 class _StubServer:
     """What PromptExecutor needs from PromptServer."""
 
@@ -303,18 +262,12 @@ class ComfyInProcess:
         import torch
         self.dir = str(Path(comfyui_dir).resolve())
         self.base_dir = str(Path(base_dir).resolve())
-        _evict_shadowing_modules(self.dir)
-        if sys.path[:1] != [self.dir]:
-            sys.path.insert(0, self.dir)
-        import comfy.cli_args  # args parsing is off unless main.py enables it: defaults, not pytest's argv
-        comfy.cli_args.args.cpu = True            # before comfy.model_management is imported
-        comfy.cli_args.args.base_directory = self.base_dir
-        comfy.cli_args.args.disable_api_nodes = True
+        # defaults, not pytest's argv; --cpu before comfy.model_management is imported
+        comfy_host.import_comfy(self.dir, cpu=True, base_directory=self.base_dir, disable_api_nodes=True)
         import folder_paths
         if os.path.realpath(folder_paths.base_path) != self.base_dir:
             raise RuntimeError(f"folder_paths was imported before the harness set --base-directory "
                                f"({folder_paths.base_path}); import ComfyUI only through the `comfy` fixture")
-        import utils.install_util  # noqa: F401  (before nodes: nodes puts comfy/ first on sys.path)
         import comfy.model_management as mm
         if mm.cpu_state != mm.CPUState.CPU:
             raise RuntimeError("ComfyUI's model_management was imported before --cpu was set")
@@ -457,18 +410,12 @@ def _die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ComfyServer:
     def __init__(self, comfyui_dir, base_dir, log_path, extra_args=(), python=None):
         self.dir = str(comfyui_dir)
         self.base_dir = str(base_dir)
         self.log_path = str(log_path)
-        self.port = free_port()
+        self.port = comfy_host.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [python or sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                     "--disable-auto-launch", "--base-directory", self.base_dir, "--disable-api-nodes",
@@ -493,7 +440,7 @@ class ComfyServer:
             try:
                 self.get_json("/object_info", timeout=10)
                 return self
-            except (urllib.error.URLError, ConnectionError, OSError, ValueError) as e:
+            except (OSError, ValueError) as e:  # requests' errors are OSErrors
                 last_error = e
             time.sleep(0.3)
         self.stop()
@@ -537,19 +484,29 @@ class ComfyServer:
                                f"--- {self.log_path} (tail) ---\n{self.log_tail()}")
 
     # -- HTTP
-    def _request(self, path, payload=None, timeout=30.0):
+    def request(self, method, path, payload=None, params=None, timeout=30.0):
+        """The server's response, whatever its status; ``payload`` goes out as json.dumps writes it
+        (NaN as JSON's NaN literal)."""
+        import requests  # a test dependency; see the module docstring
         data = None if payload is None else json.dumps(payload).encode()
-        req = urllib.request.Request(self.url + path, data=data,
-                                     headers={"Content-Type": "application/json"} if data else {})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read()
-        return json.loads(body) if body.strip() else None
+        return requests.request(method, self.url + path, data=data, params=params, timeout=timeout,
+                                headers={"Content-Type": "application/json"} if data else {})
+
+    def get(self, path, params=None, timeout=30.0):
+        response = self.request("GET", path, params=params, timeout=timeout)
+        response.raise_for_status()
+        return response
+
+    def _json(self, method, path, payload=None, timeout=30.0):
+        response = self.request(method, path, payload, timeout=timeout)
+        response.raise_for_status()
+        return json.loads(response.content) if response.content.strip() else None
 
     def get_json(self, path, timeout=30.0):
-        return self._request(path, timeout=timeout)
+        return self._json("GET", path, timeout=timeout)
 
     def post_json(self, path, payload, timeout=30.0):
-        return self._request(path, payload, timeout=timeout)
+        return self._json("POST", path, payload, timeout=timeout)
 
     def object_info(self, node_class=None):
         return self.get_json("/object_info" + (f"/{node_class}" if node_class else ""))
@@ -559,18 +516,17 @@ class ComfyServer:
         payload = {"prompt": graph, "client_id": client_id or self.client_id}
         if extra_data:
             payload["extra_data"] = extra_data
-        try:
-            resp = self.post_json("/prompt", payload)
-        except urllib.error.HTTPError as e:
-            body = e.read().decode("utf-8", "replace")
+        response = self.request("POST", "/prompt", payload)
+        if not response.ok:
+            body = response.content.decode("utf-8", "replace")
             try:
                 parsed = json.loads(body)
                 body = (f"error: {json.dumps(parsed.get('error'), indent=1)}\n"
                         f"node_errors: {json.dumps(parsed.get('node_errors'), indent=1)}")
             except ValueError:
                 pass
-            raise PromptRejected(f"POST /prompt -> HTTP {e.code}\n{body}") from None
-        return resp["prompt_id"]
+            raise PromptRejected(f"POST /prompt -> HTTP {response.status_code}\n{body}")
+        return json.loads(response.content)["prompt_id"]
 
     def wait_history(self, prompt_id, timeout=60.0) -> dict:
         deadline = time.monotonic() + timeout

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import torch
@@ -36,13 +34,8 @@ def _graph(lf=None, block=None, seed=0, steps=STEPS, cfg=5.0, latent=None, prefi
 
 def _post_raw(server, graph):
     """POST /prompt; (status, body) also for HTTP errors. NaN goes out as JSON's NaN literal."""
-    data = json.dumps({"prompt": graph, "client_id": server.client_id}).encode()
-    req = urllib.request.Request(server.url + "/prompt", data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+    response = server.request("POST", "/prompt", {"prompt": graph, "client_id": server.client_id})
+    return response.status_code, json.loads(response.content)
 
 
 BAD_WIDGETS = [

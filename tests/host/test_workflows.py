@@ -10,7 +10,6 @@ import math
 import threading
 import time
 import tomllib
-import urllib.request
 
 import pytest
 
@@ -80,8 +79,9 @@ def test_template_endpoint_lists_only_the_ui_workflows(server):
     for name in ws.UI_WORKFLOWS:
         served = server.get_json(f"/api/workflow_templates/{ws.PACK_FOLDER}/{name}.json")
         assert served == ws.load_json(ws.ui_path(name))
-        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{ws.PACK_FOLDER}/{name}.jpg") as r:
-            assert r.headers.get_content_type() == "image/jpeg" and r.read(3) == b"\xff\xd8\xff"
+        r = server.get(f"/api/workflow_templates/{ws.PACK_FOLDER}/{name}.jpg")
+        content_type = r.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        assert content_type == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
 
 
 # --------------------------------------------------------------------------- UI workflows
@@ -196,9 +196,7 @@ def test_demo_runs_headless_with_report_outputs(server):
     assert 0 < skipped < steps, f"the demo should skip some but not all steps:\n{text}"
     assert outputs[text_node]["text"][0] == text
     (image,) = outputs[report]["images"]
-    with urllib.request.urlopen(f"{server.url}/view?filename={image['filename']}&type={image['type']}"
-                                f"&subfolder={image['subfolder']}") as r:
-        png = r.read()
+    png = server.get("/view", params={k: image[k] for k in ("filename", "type", "subfolder")}).content
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
     import io

@@ -13,8 +13,9 @@ import json
 import os
 import sys
 import time
-import urllib.error
 from pathlib import Path
+
+import requests
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = REPO / "workflows"
@@ -292,8 +293,8 @@ def post_prompt_error(server, graph: dict) -> dict | None:
     """The parsed HTTP 400 body if /prompt rejects ``graph``, else None (and the prompt is removed)."""
     try:
         prompt_accepted(server, graph)
-    except urllib.error.HTTPError as e:
-        return json.loads(e.read().decode("utf-8", "replace") or "{}")
+    except requests.HTTPError as e:
+        return json.loads(e.response.content.decode("utf-8", "replace") or "{}")
     return None
 
 
