@@ -37,9 +37,10 @@ import comfy.patcher_extension
 from comfy_api.latest import io
 
 from ..precisecache_core import LFCACHE_PRESETS, BlockCacheConfig, RunReport
+from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET
 from ..precisecache_core.rank_sync import SAMPLE_GROUP_KEY, SampleGroup
 from .hooks import SETUP_KEY, WRAPPER_KEY, apply_setup, get_setup
-from .inputs import CATEGORY
+from .inputs import CATEGORY, config_inputs, validation_result
 from .multigpu import DEFAULT_TRIAL_MODE, TRIAL_MODES, UNSHARDED_TRIAL_KEY, attach_sample_group, sample_group_ranks
 from .report_image import report_image_tensor
 
@@ -57,6 +58,8 @@ advanced samplers)."""
 
 RAY_ACTORS = io.Custom("RAY_ACTORS")
 LF_CHOICES = ["off", *LFCACHE_PRESETS]
+RAY_BLOCK = BlockCacheConfig()
+"""The node's BlockCache defaults: the paper's static rule (the trial-guided rule is not offered here)."""
 RAY_CATEGORY = f"{CATEGORY}/raylight"
 
 
@@ -311,13 +314,12 @@ class PreciseCacheRayNode(io.ComfyNode):
             inputs=[
                 RAY_ACTORS.Input("ray_actors", tooltip="The Ray actors from raylight's model loader (or another Ray "
                                                        "patch node)."),
-                io.Combo.Input("lfcache", options=LF_CHOICES, default="Turbo",
+                io.Combo.Input("lfcache", options=LF_CHOICES, default=DEFAULT_LFCACHE_PRESET,
                                tooltip="LFCache preset (speed target: " + ", ".join(
                                    f"{k} {v.speed_target:g}x" for k, v in LFCACHE_PRESETS.items()) + "), or off."),
-                io.Float.Input("pivotal_ratio", default=0.4, min=0.0, max=1.0, step=0.05,
-                               tooltip="BlockCache: fraction of blocks always computed (1.0 = BlockCache off)."),
-                io.Int.Input("refresh_interval", default=3, min=1, max=20,
-                             tooltip="BlockCache: computed steps that reuse residuals after each refresh."),
+                *config_inputs(RAY_BLOCK, "pivotal_ratio", "refresh_interval", tooltips={
+                    "pivotal_ratio": "BlockCache: fraction of blocks always computed (1.0 = BlockCache off).",
+                    "refresh_interval": "BlockCache: computed steps that reuse residuals after each refresh."}),
                 io.Combo.Input("trial", options=list(TRIAL_MODES), default=DEFAULT_TRIAL_MODE,
                                tooltip="sharded: LFCache's small trial forward is split over the GPUs like the full "
                                        "forward (measured faster on CPU); unsharded: every GPU runs the whole trial "
@@ -330,12 +332,14 @@ class PreciseCacheRayNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, lfcache="Turbo", pivotal_ratio=0.4, refresh_interval=3, **_ignored) -> bool | str:
-        try:
-            configs_from_inputs(lfcache, pivotal_ratio, refresh_interval)
-        except ValueError as error:
-            return str(error)
-        return True
+    def validate_inputs(cls, lfcache=None, pivotal_ratio=None) -> bool | str:
+        """What ComfyUI's own checks against the schema cannot judge (it leaves the inputs named here to us
+        and checks every other one): lfcache off with pivotal_ratio 1 leaves nothing to apply. None: an
+        input linked from another node, checked when the node runs. refresh_interval is ComfyUI's to check:
+        its default stands in."""
+        if lfcache is None or pivotal_ratio is None:
+            return True
+        return validation_result(configs_from_inputs, lfcache, pivotal_ratio, RAY_BLOCK.refresh_interval)
 
     @classmethod
     def execute(cls, ray_actors, lfcache: str, pivotal_ratio: float, refresh_interval: int, trial: str,

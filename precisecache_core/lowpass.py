@@ -25,13 +25,15 @@ import torch
 
 DEFAULT_RADIUS = 0.2
 """Mask radius as a fraction of min(H, W): the paper's min(H, W) / 5."""
+MAX_RADIUS = 0.5
+"""The largest radius allowed: half of min(H, W), the highest frequency along the shorter axis."""
 
 
 def check_radius(radius: float, name: str = "lowpass_radius") -> float:
-    """Return ``radius`` if it lies in (0, 0.5], else raise a ValueError naming the input."""
-    if not (isinstance(radius, (int, float)) and 0.0 < float(radius) <= 0.5):
-        raise ValueError(f"{name} = {radius!r} is out of range: allowed (0, 0.5] "
-                         f"(fraction of min(height, width); the paper uses 0.2)")
+    """Return ``radius`` if it lies in (0, MAX_RADIUS], else raise a ValueError naming the input."""
+    if not (isinstance(radius, (int, float)) and 0.0 < float(radius) <= MAX_RADIUS):
+        raise ValueError(f"{name} = {radius!r} is out of range: allowed (0, {MAX_RADIUS}] "
+                         f"(fraction of min(height, width); the paper uses {DEFAULT_RADIUS})")
     return float(radius)
 
 

@@ -29,16 +29,6 @@ TRIAL_OPERATORS = ("strided", "avg_pool")
 MAX_FACTOR = 16
 
 
-def check_factors(factors: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Validate the factors alone (before any latent is known)."""
-    if len(factors) != 3:
-        raise ValueError(f"trial downsample needs three factors (T, H, W), got {factors!r}")
-    for name, f in zip(AXIS_NAMES, factors):
-        if not isinstance(f, int) or isinstance(f, bool) or not 1 <= f <= MAX_FACTOR:
-            raise ValueError(f"{name} = {f!r} is out of range: allowed integers 1..{MAX_FACTOR}")
-    return tuple(int(f) for f in factors)  # type: ignore[return-value]
-
-
 def check_factors_fit(factors: tuple[int, int, int], latent_shape: tuple[int, ...]) -> None:
     """Raise a ValueError naming the input if a factor exceeds the latent's size on its axis.
 

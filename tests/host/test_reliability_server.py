@@ -1,7 +1,9 @@
 """Through the real server (comfy_server fixture) and the nodes in-process (issue 6, items 3-5):
 
-* bad widget values: HTTP 400 at POST /prompt, node_errors naming the input and what is allowed;
-  the server keeps serving;
+* bad widget values: HTTP 400 at POST /prompt, node_errors naming the input: ComfyUI's own check
+  against the schema for one input's range or options, our message (naming what is allowed) for the
+  rules between inputs; NaN, which ComfyUI's range check lets through, refused by name when the node
+  runs, before sampling; the server keeps serving;
 * latent-dependent errors (trial factor larger than the latent, latent too small): a clear
   execution_error raised before sampling starts; the server keeps serving;
 * one patched MODEL shared by several queued prompts and by two samplers in one graph, with
@@ -18,7 +20,7 @@ import pytest
 import torch
 
 import harness
-from cache_helpers import BLOCK_DEFAULTS, LF_DEFAULTS, count_work, with_lfcache
+from cache_helpers import BLOCK_DEFAULTS, LF_DEFAULTS, count_work, pack_module, with_lfcache
 
 LF = "PreciseCacheLFCache"
 BLOCK = "PreciseCacheBlockCache"
@@ -38,23 +40,32 @@ def _post_raw(server, graph):
     return response.status_code, json.loads(response.content)
 
 
-BAD_WIDGETS = [
-    (LF, {"preset": "custom", "alpha": -0.5}, "alpha", "[0.0, 2.0]"),
-    (LF, {"preset": "custom", "alpha": math.nan}, "alpha", "[0.0, 2.0]"),
-    (LF, {"preset": "Turbo", "alpha": math.nan}, "alpha", "[0.0, 2.0]"),  # unused by the preset, still refused
-    (LF, {"lowpass_radius": 0.0}, "lowpass_radius", "(0, 0.5]"),
-    (LF, {"lowpass_radius": 0.75}, "lowpass_radius", "(0, 0.5]"),
-    (LF, {"trial_downsample_h": 0}, "trial_downsample_h", "1..16"),
-    (LF, {"trial_downsample_t": 17}, "trial_downsample_t", "1..16"),
-    (LF, {"start_percent": 0.8, "end_percent": 0.3}, "start_percent", "smaller than end_percent"),
-    (LF, {"start_percent": 0.5, "end_percent": 0.5}, "start_percent", "smaller than end_percent"),
-    (LF, {"max_consecutive_skips": -1}, "max_consecutive_skips", "0..100"),
-    (LF, {"reuse": "both"}, "reuse", "choose one of"),
-    (BLOCK, {"pivotal_ratio": 1.5}, "pivotal_ratio", "[0.0, 1.0]"),
-    (BLOCK, {"refresh_interval": 0}, "refresh_interval", "1..20"),
-    (BLOCK, {"start_percent": 0.9, "end_percent": 0.1}, "start_percent", "smaller than end_percent"),
-    (BLOCK, {"memory_budget_mb": -1.0}, "memory_budget_mb", "[0.0, 10000000.0]"),
-    (BLOCK, {"residual_location": "disk"}, "residual_location", "choose one of"),
+OURS = "custom_validation_failed"
+"""ComfyUI's error type for a message of a node's own validate_inputs."""
+AT_RUN = None
+"""POST /prompt accepts the value (ComfyUI's min/max check lets NaN through); the node refuses it when it runs."""
+
+BAD_WIDGETS = [  # (node, values, the input named, what our message allows, how POST /prompt answers)
+    (LF, {"preset": "custom", "alpha": -0.5}, "alpha", "[0.0, 2.0]", "value_smaller_than_min"),
+    (LF, {"preset": "custom", "alpha": math.nan}, "alpha", "[0.0, 2.0]", AT_RUN),
+    (LF, {"preset": "Turbo", "alpha": math.nan}, "alpha", "[0.0, 2.0]", AT_RUN),  # unused by the preset, still refused
+    (LF, {"preset": "custom", "speed_target": 0.5}, "speed_target", "[1.1, 6.0]", OURS),  # 0 or 1.1..6
+    (LF, {"preset": "Turbo", "speed_target": 7.0}, "speed_target", "[1.1, 6.0]", OURS),
+    (LF, {"lowpass_radius": 0.0}, "lowpass_radius", "(0, 0.5]", "value_smaller_than_min"),
+    (LF, {"lowpass_radius": 0.75}, "lowpass_radius", "(0, 0.5]", "value_bigger_than_max"),
+    (LF, {"trial_downsample_h": 0}, "trial_downsample_h", "1..16", "value_smaller_than_min"),
+    (LF, {"trial_downsample_t": 17}, "trial_downsample_t", "1..16", "value_bigger_than_max"),
+    (LF, {"start_percent": 0.8, "end_percent": 0.3}, "start_percent", "smaller than end_percent", OURS),
+    (LF, {"start_percent": 0.5, "end_percent": 0.5}, "start_percent", "smaller than end_percent", OURS),
+    (LF, {"end_percent": 1.5}, "end_percent", "[0.0, 1.0]", OURS),  # named by our validate_inputs: our range check
+    (LF, {"max_consecutive_skips": -1}, "max_consecutive_skips", "0..100", "value_smaller_than_min"),
+    (LF, {"reuse": "both"}, "reuse", "choose one of", "value_not_in_list"),
+    (BLOCK, {"pivotal_ratio": 1.5}, "pivotal_ratio", "[0.0, 1.0]", "value_bigger_than_max"),
+    (BLOCK, {"refresh_interval": 0}, "refresh_interval", "1..20", "value_smaller_than_min"),
+    (BLOCK, {"start_percent": 0.9, "end_percent": 0.1}, "start_percent", "smaller than end_percent", OURS),
+    (BLOCK, {"memory_budget_mb": -1.0}, "memory_budget_mb", "[0.0, 10000000.0]", "value_smaller_than_min"),
+    (BLOCK, {"residual_location": "disk"}, "residual_location", "choose one of", "value_not_in_list"),
+    (BLOCK, {"change_threshold": 2.5}, "change_threshold", "[0.0, 2.0]", "value_bigger_than_max"),
 ]
 
 
@@ -63,19 +74,43 @@ def server(comfy_server):
     return comfy_server
 
 
+def _bad_graph(node, values, seed=0):
+    return _graph(lf=values if node == LF else None, block=values if node == BLOCK else None, seed=seed)
+
+
 def test_bad_widget_values_are_refused_with_400_naming_the_input(server):
-    for node, values, name, allowed in BAD_WIDGETS:
-        graph = _graph(lf=values if node == LF else None, block=values if node == BLOCK else None)
+    for node, values, name, allowed, answer in BAD_WIDGETS:
+        if answer is AT_RUN:
+            continue
         node_id = "10" if node == LF else "11"
-        status, body = _post_raw(server, graph)
+        status, body = _post_raw(server, _bad_graph(node, values))
         assert status == 400, (node, values, body)
+        assert set(body["node_errors"]) == {node_id}, body["node_errors"]  # only the bad node is blamed
         errors = body["node_errors"][node_id]["errors"]
         details = " ".join(e["details"] for e in errors)
-        # ComfyUI files a custom validation message under every input of the node; each names the bad one
-        assert all(name in e["details"] and allowed in e["details"] for e in errors), (values, details)
-        assert set(body["node_errors"]) == {node_id}, body["node_errors"]  # only the bad node is blamed
+        if answer == OURS:
+            # ComfyUI files a custom validation message under every input our validate_inputs takes; each names
+            # the bad one and what is allowed
+            assert all(e["type"] == OURS and name in e["details"] and allowed in e["details"] for e in errors), \
+                (values, details)
+        else:  # ComfyUI's own check against the schema: on for every input our validate_inputs does not take
+            assert [(e["type"], e["extra_info"]["input_name"]) for e in errors] == [(answer, name)], (values, errors)
+            assert errors[0]["details"].startswith(name), (values, errors)
     # the server keeps serving
     entry = server.run_prompt(_graph(seed=1, prefix="after_bad_widgets"))
+    assert torch.isfinite(server.load_saved_latent(entry)).all()
+
+
+def test_nan_passes_comfyuis_range_check_and_is_refused_by_name_when_the_node_runs(server):
+    for node, values, name, allowed, answer in BAD_WIDGETS:
+        if answer is not AT_RUN:
+            continue
+        with pytest.raises(harness.PromptFailed) as info:
+            server.run_prompt(_bad_graph(node, values))
+        message = str(info.value)
+        assert f"{name} = nan is out of range" in message and allowed in message, message
+        assert f"({node})" in message and "ValueError" in message, message  # raised by our node, before sampling
+    entry = server.run_prompt(_graph(seed=3, prefix="after_nan"))
     assert torch.isfinite(server.load_saved_latent(entry)).all()
 
 
@@ -122,11 +157,17 @@ def test_single_cell_latent_is_refused_before_the_model_runs(comfy, tiny_models,
         counter.close()
 
 
-@pytest.mark.parametrize("node, values, name, allowed", BAD_WIDGETS)
-def test_node_validation_messages_in_process(comfy, precisecache_pack, node, values, name, allowed):
+@pytest.mark.parametrize("node, values, name, allowed, answer", BAD_WIDGETS)
+def test_node_validation_messages_in_process(comfy, precisecache_pack, node, values, name, allowed, answer):
+    """Our Python API refuses every bad value by name; the node's validate_inputs the rules it owns."""
     defaults = LF_DEFAULTS if node == LF else BLOCK_DEFAULTS
-    message = comfy.node(node).validate_inputs(**{**defaults, **values})
-    assert isinstance(message, str) and message.startswith(name) and allowed in message
+    module = pack_module(precisecache_pack, "nodes.lfcache_node" if node == LF else "nodes.blockcache_node")
+    with pytest.raises(ValueError) as info:
+        module.config_from_inputs(**{**defaults, **values})
+    assert str(info.value).startswith(name) and allowed in str(info.value), str(info.value)
+    if answer == OURS:
+        message = comfy.node(node).validate_inputs(**values)
+        assert isinstance(message, str) and message.startswith(name) and allowed in message
 
 
 # -- one patched model, many runs ----------------------------------------------------------------
