@@ -28,7 +28,8 @@ from ..precisecache_core import LFCacheConfig
 from ..precisecache_core.calibration import (DEFAULT_SPEED_TARGETS, QUALITY_FLOOR_RANGE, CalibrationRow,
                                              choose, format_psnr, format_table, plan_calibration)
 from ..precisecache_core.config import FEW_STEP_LIMIT
-from ..precisecache_core.preset_store import CALIBRATED_PREFIX, NAME_RULE, CalibratedPreset, RecordedSetup
+from ..precisecache_core.preset_origin import RecordedSetup
+from ..precisecache_core.preset_store import CALIBRATED_PREFIX, NAME_RULE, CalibratedPreset
 from ..precisecache_core.quality import compare
 from ..precisecache_core.trial import check_factors_fit
 from .calibration_image import calibration_image_tensor

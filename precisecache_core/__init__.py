@@ -3,7 +3,8 @@
 Settings
 - :mod:`settings`       the description (default, range, tooltip) of each user setting, on its config field
 - :mod:`config`         LFCacheConfig / BlockCacheConfig, presets, validation
-- :mod:`preset_store`, :mod:`calibration`, :mod:`quality`   calibrated presets and how they are measured
+- :mod:`preset_store`, :mod:`preset_origin`, :mod:`calibration`, :mod:`quality`   calibrated presets, the setup
+                        each was measured on, and how they are measured
 
 One run (:mod:`run` ties these together; one PreciseCacheRun per sampling run)
 - :mod:`schedule`       model call → sampler step and slot

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Mapping, TypeVar
+from typing import Any, Mapping, TypeVar
 
 from .lowpass import DEFAULT_RADIUS, MAX_RADIUS
+from .preset_origin import PresetOrigin
 from .settings import check_values, setting, settings_of
 from .trial import AXIS_NAMES, DEFAULT_TRIAL_DOWNSAMPLE, MAX_FACTOR, TRIAL_OPERATORS
 
-if TYPE_CHECKING:
-    from .preset_store import PresetOrigin
 
 REUSE_MODES = ("output", "residual")
 LF_METRICS = ("accumulated", "drift")
@@ -123,7 +122,7 @@ class LFCacheConfig:
         "strided", "How the trial latent is made smaller: 'strided' keeps every n-th latent cell (keeps the noise "
                    "level the model expects; measured better), 'avg_pool' averages each window.",
         choices=TRIAL_OPERATORS, optional=True)
-    calibration: "PresetOrigin | None" = None
+    calibration: PresetOrigin | None = None
     """Set when ``speed_target`` comes from a calibrated preset: its name and the setup it was measured on
     (the run's report notes a different setup)."""
 

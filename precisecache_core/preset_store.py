@@ -2,7 +2,8 @@
 
 A preset is written by the PreciseCache Calibrate node and offered by the cache nodes' preset lists
 as ``"calibrated: <name>"``. The file records what it was measured on (:class:`RecordedSetup`), so
-a run on another setup can say so in its report (:meth:`RecordedSetup.differences`).
+a run on another setup can say so in its report (:meth:`RecordedSetup.differences`, in
+:mod:`.preset_origin`).
 
 Where: ``<ComfyUI user directory>/default/precisecache/presets/<name>.json`` (:class:`PresetStore`;
 ComfyUI's own user files, such as saved workflows, live in ``<user>/default/`` too, and its
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import SPEED_TARGET_RANGE
+from .preset_origin import PresetOrigin, RecordedSetup
 
 FORMAT = "PreciseCache calibrated preset"
 VERSION = 1
@@ -51,70 +53,6 @@ def check_name(name: Any, input_name: str = "preset_name") -> str:
     if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
         raise ValueError(f"{input_name} = {name!r} is not allowed: a preset name is {NAME_RULE}")
     return name
-
-
-@dataclass(frozen=True)
-class RecordedSetup:
-    """What a preset was measured on."""
-
-    model: str
-    """The model class and family, e.g. 'WAN21 (Wan 2.1)'."""
-    parameters: int
-    """Parameter count of the diffusion model (tells a 1.3B from a 14B of the same class)."""
-    latent_shape: tuple[int, ...]
-    steps: int
-    """Sampler steps in the schedule."""
-    sampler: str
-    sampler_function: str
-    """The sampling function behind ``sampler`` (what a run can see; '' if unknown)."""
-    scheduler: str
-    cfg: float
-    denoise: float
-
-    def describe(self) -> str:
-        return (f"{self.model}, {self.parameters:,} parameters, latent {_shape(self.latent_shape)}, {self.steps} steps, "
-                f"{self.sampler}/{self.scheduler}, cfg {self.cfg:g}, denoise {self.denoise:g}")
-
-    def differences(self, *, model: str, parameters: int, latent_shape, steps: int,
-                    sampler_function: str | None = None, cfg: float | None = None) -> list[str]:
-        """What differs between this setup and a run's: 'what: recorded → this run' per item.
-
-        The batch size is not compared (it does not change each video's trajectory); the sampler and
-        CFG only when the run's are known; the scheduler cannot be seen from a run and is not compared."""
-        found = []
-        if model != self.model or parameters != self.parameters:
-            found.append(f"model {self.model} with {self.parameters:,} parameters → {model} with {parameters:,}")
-        shape = tuple(int(s) for s in latent_shape)
-        if shape[1:] != tuple(self.latent_shape[1:]):
-            found.append(f"latent {_shape(self.latent_shape)} → {_shape(shape)}")
-        if steps != self.steps:
-            found.append(f"steps {self.steps} → {steps}")
-        if sampler_function and self.sampler_function and sampler_function != self.sampler_function:
-            found.append(f"sampler {self.sampler} ({self.sampler_function}) → {sampler_function}")
-        if cfg is not None and not math.isclose(float(cfg), self.cfg, rel_tol=1e-6, abs_tol=1e-9):
-            found.append(f"cfg {self.cfg:g} → {float(cfg):g}")
-        return found
-
-
-@dataclass(frozen=True)
-class PresetOrigin:
-    """What a config made from a calibrated preset carries into the run (for the report)."""
-
-    name: str
-    setup: RecordedSetup
-    quality_floor_db: float
-    psnr_db: float | None
-    """PSNR measured at calibration (None: identical to uncached)."""
-    measured_on: str
-
-    def mismatch_note(self, differences: list[str]) -> str | None:
-        if not differences:
-            return None
-        measured = "identical to uncached" if self.psnr_db is None else f"{self.psnr_db:.1f} dB"
-        return (f"calibrated preset '{self.name}' was recorded on a different setup ({'; '.join(differences)}): "
-                f"its quality there ({measured} vs uncached on the {self.measured_on}, floor "
-                f"{self.quality_floor_db:g} dB) is not measured for this run; run PreciseCache Calibrate on this "
-                f"setup to know it")
 
 
 @dataclass(frozen=True)
@@ -313,7 +251,3 @@ def _text(data: dict, key: str, where: str = "") -> str:
     if not isinstance(value, str):
         raise ValueError(f"'{where}{key}' is {value!r}, not a string")
     return value
-
-
-def _shape(shape) -> str:
-    return "×".join(str(int(s)) for s in shape)
