@@ -34,7 +34,7 @@ from ..precisecache_core.quality import compare
 from ..precisecache_core.trial import check_factors_fit
 from .calibration_image import calibration_image_tensor
 from .hooks import apply_setup, get_setup
-from .inputs import CATEGORY, ksampler_inputs
+from .inputs import CATEGORY, ksampler_inputs, validation_result
 from .presets import choice_fingerprint, model_identity, sampler_function_name, store
 
 TIMER_KEY = "precisecache_calibrate_timer"
@@ -91,15 +91,11 @@ class CalibrateNode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, speed_targets=None, quality_floor_db=None, preset_name=None, steps=None) -> bool | str:
-        given = {k: v for k, v in (("speed_targets", speed_targets), ("quality_floor_db", quality_floor_db),
-                                   ("preset_name", preset_name), ("steps", steps)) if v is not None}
-        try:
-            plan_calibration(**{"speed_targets": DEFAULT_SPEED_TARGETS, "quality_floor_db": DEFAULT_FLOOR_DB,
-                                **given})
-        except ValueError as error:
-            return str(error)
-        return True
+    def validate_inputs(cls, speed_targets=None, preset_name=None) -> bool | str:
+        """The two text inputs, whose rules ComfyUI cannot check (a list of numbers, a preset name); its own
+        min/max checks stay on for every other input. ``None``: linked from another node (checked at run)."""
+        given = {k: v for k, v in (("speed_targets", speed_targets), ("preset_name", preset_name)) if v is not None}
+        return validation_result(plan_calibration, **{"speed_targets": DEFAULT_SPEED_TARGETS, **given})
 
     @classmethod
     def fingerprint_inputs(cls, preset_name=None, **kwargs):

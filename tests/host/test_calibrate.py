@@ -175,11 +175,21 @@ def test_decoded_frames_with_a_vae(ready):
 ])
 def test_bad_inputs_are_named_before_sampling(ready, inputs, message):
     import re
-    comfy, _ = ready
-    result = comfy.node(CALIBRATE).validate_inputs(**{k: v for k, v in _calibrate_inputs(**inputs).items()
-                                                      if k in ("speed_targets", "quality_floor_db", "preset_name",
-                                                               "steps")})
-    assert isinstance(result, str) and re.search(message, result), result
+    comfy, pack = ready
+    node = comfy.node(CALIBRATE)
+    values = _calibrate_inputs(**inputs)
+    # the node's own check (run before any sampling) names every bad input
+    with pytest.raises(ValueError) as info:
+        pack_module(pack, "precisecache_core.calibration").plan_calibration(
+            **{k: v for k, v in values.items() if k in ("speed_targets", "quality_floor_db", "preset_name", "steps")})
+    assert re.search(message, str(info.value)), str(info.value)
+    name = next(iter(inputs))
+    if name in ("speed_targets", "preset_name"):  # text: ComfyUI cannot check it, our validate_inputs does
+        result = node.validate_inputs(speed_targets=values["speed_targets"], preset_name=values["preset_name"])
+        assert isinstance(result, str) and re.search(message, result), result
+    else:  # a number: ComfyUI's own check against the schema's range refuses it before the prompt runs
+        options = node.INPUT_TYPES()["required"][name][1]
+        assert not options["min"] <= inputs[name] <= options["max"], options
 
 
 def test_a_cached_model_is_refused(ready):
@@ -302,8 +312,9 @@ def test_damaged_and_path_like_presets_are_refused_by_name_over_http(server, com
         (_lfcache_graph("calibrated: ../../../outside"), "10", ["preset = '../../../outside' is not allowed"]),
         (_calibrate_graph(preset_name="../outside"), "5", ["preset_name = '../outside' is not allowed"]),
         (_calibrate_graph(speed_targets="2, 9"), "5", ["speed_targets: 9 is out of range: allowed [1.1, 6]"]),
-        (_calibrate_graph(quality_floor_db=5.0), "5", ["quality_floor_db = 5.0 is out of range"]),
-        (_calibrate_graph(steps=6), "5", ["steps = 6 is out of range: allowed integers 9..10000"]),
+        # numbers: ComfyUI's own check against the schema's range, naming the input
+        (_calibrate_graph(quality_floor_db=5.0), "5", ["Value 5.0 smaller than min of 10", '"input_name": "quality_floor_db"']),
+        (_calibrate_graph(steps=6), "5", ["Value 6 smaller than min of 9", '"input_name": "steps"']),
     ]
     for graph, node_id, parts in cases:
         with pytest.raises(harness.PromptRejected) as info:
@@ -316,3 +327,4 @@ def test_damaged_and_path_like_presets_are_refused_by_name_over_http(server, com
     # the server keeps serving
     entry = server.run_prompt(_lfcache_graph("Base", prefix="after_refusals"))
     assert torch.isfinite(server.load_saved_latent(entry)).all()
+

@@ -20,7 +20,7 @@ OWN_RULES = {
     BLOCK: ["start_percent", "end_percent"],
     RAY: ["lfcache", "pivotal_ratio"],
     "PreciseCacheSampler": ["preset"],
-    "PreciseCacheCalibrate": ["speed_targets", "quality_floor_db", "preset_name", "steps"],
+    "PreciseCacheCalibrate": ["speed_targets", "preset_name"],
 }
 """The inputs each node's validate_inputs takes (ComfyUI leaves exactly these to it)."""
 
