@@ -310,7 +310,8 @@ def _trial_options(options: dict) -> dict:
 
 
 def diffusion_model_wrapper(executor, *args, **kwargs):
-    """One denoiser call: trial + decision at a step's first call, reuse or compute."""
+    """One denoiser call: step and slot → trial and decision (a step's first call) → reuse, or block plan,
+    full forward and store."""
     options = _transformer_options(args, kwargs)
     run: PreciseCacheRun | None = options.get(RUN_KEY) if options is not None else None
     if run is None or options.get(TRIAL_KEY) or "sigmas" not in options:
@@ -319,28 +320,7 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     sigma = float(options["sigmas"].reshape(-1)[0])
     plan = run.begin_call(options.get("uuids") or ("stream",), sigma, batch=int(x.shape[0]))
     if plan.needs_trial:
-        try:
-            stream_args, stream_kwargs, stream_options = _trial_streams(run.lf.trial_streams, options[FAMILY_KEY],
-                                                                        args, kwargs, options)
-            trial_args, trial_kwargs = trial_call(options[FAMILY_KEY], stream_args, stream_kwargs, run.trial_factors,
-                                                  run.lf.trial_operator, _trial_options(stream_options))
-        except TrialInputError as e:  # not foreseeable from the conditioning: step aside, never crash
-            run.stop_lf(plan, f"LFCache is off for this run: its trial cannot take input {e}")
-            log.warning("PreciseCache - LFCache is off for this run: its trial cannot take input %s", e)
-        else:
-            timing = run.needs_timing
-            started = _synchronized_time(x) if timing else 0.0
-            try:
-                with torch.no_grad():
-                    trial_prediction = executor(*trial_args, **trial_kwargs)
-            except RuntimeError as e:  # a size this network cannot run small: step aside, never crash
-                note = f"LFCache is off for this run: its trial forward failed on a {tuple(trial_args[0].shape)} latent ({e})"
-                run.stop_lf(plan, note)
-                log.warning("PreciseCache - %s", note)
-            else:
-                run.decide(plan, trial_prediction)
-                if timing:
-                    run.record_seconds(plan, _synchronized_time(x) - started, trial=True)
+        _trial_and_decision(executor, run, plan, args, kwargs, options)
     if run.should_skip(plan):
         cached = run.reuse(plan, x)
         if cached is not None:
@@ -357,6 +337,35 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
         run.record_seconds(plan, _synchronized_time(x) - started, trial=False)
     run.store(plan, x, prediction)
     return prediction
+
+
+def _trial_and_decision(executor, run: PreciseCacheRun, plan, args: tuple, kwargs: dict, options: dict) -> None:
+    """Run the trial forward on the call's inputs made small and take the step's decision from it. A trial
+    that cannot be made or run turns LFCache off for the run with a note (this step is computed): never a crash."""
+    x = args[0]
+    family: FamilyAdapter = options[FAMILY_KEY]
+    try:
+        stream_args, stream_kwargs, stream_options = _trial_streams(run.lf.trial_streams, family, args, kwargs,
+                                                                    options)
+        trial_args, trial_kwargs = trial_call(family, stream_args, stream_kwargs, run.trial_factors,
+                                              run.lf.trial_operator, _trial_options(stream_options))
+    except TrialInputError as e:  # not foreseeable from the conditioning
+        run.stop_lf(plan, f"LFCache is off for this run: its trial cannot take input {e}")
+        log.warning("PreciseCache - LFCache is off for this run: its trial cannot take input %s", e)
+        return
+    timing = run.needs_timing
+    started = _synchronized_time(x) if timing else 0.0
+    try:
+        with torch.no_grad():
+            trial_prediction = executor(*trial_args, **trial_kwargs)
+    except RuntimeError as e:  # a size this network cannot run small
+        note = f"LFCache is off for this run: its trial forward failed on a {tuple(trial_args[0].shape)} latent ({e})"
+        run.stop_lf(plan, note)
+        log.warning("PreciseCache - %s", note)
+        return
+    run.decide(plan, trial_prediction)
+    if timing:
+        run.record_seconds(plan, _synchronized_time(x) - started, trial=True)
 
 
 def _synchronized_time(x: torch.Tensor) -> float:
