@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
 """Uncached and cached frames of the demo model side by side: docs/images/demo_uncached_vs_cached.png.
 
-ComfyUI, the pack and the demo model are loaded the way ``scripts/benchmark.py`` loads them (its
-``Bench``: the test harness imports ComfyUI in-process, the pack as ComfyUI loads a custom node, the
-model through ``UNETLoader``). For each prompt (default: the demo workflow's "a white circle growing"
-and two prompts with a textured background, seed 0) it samples with ``KSampler`` (euler, "simple",
-50 steps, CFG 5, 128x128 px, 9 frames: the demo workflow's settings) uncached and with each LFCache
-preset asked for (default: Turbo, the default preset, and Flash), decodes with the demo's stand-in
-VAE and draws frames 0, 2, 4, 6, 8 of every run, and for the cached runs the absolute difference of
-the last frame from the uncached one, amplified 4x.
+ComfyUI, the pack and the demo model are loaded the way ``scripts/benchmark.py`` loads them
+(``bench.runner.Bench``: the test harness imports ComfyUI in-process, the pack as ComfyUI loads a
+custom node, the model through ``UNETLoader``). For each prompt (default: the demo workflow's "a
+white circle growing" and two prompts with a textured background, seed 0) it samples with
+``KSampler`` (euler, "simple", 50 steps, CFG 5, 128x128 px, 9 frames: the demo workflow's settings)
+uncached and with each LFCache preset asked for (default: Turbo, the default preset, and Flash),
+decodes with the demo's stand-in VAE and draws frames 0, 2, 4, 6, 8 of every run, and for the cached
+runs the absolute difference of the last frame from the uncached one, amplified 4x.
 
 Each cached row is labelled with what was measured for that very run: PSNR of the whole clip against
-the uncached clip (``benchmark.video_metrics``, as the benchmark computes it), the work saved as the run
-report counts it (uncached forwards / (full forwards + trial work), trials included) and the skipped
-steps. LFCache's ``step_aside`` is off for these runs: on a busy CPU the tiny model's trial can cost
-more time than a skipped step saves, and LFCache would then compute every step; the picture is about
-what the cache's decisions do to the frames. Wall time is not shown (timings: ``scripts/benchmark.py``).
+the uncached clip (``bench.metrics.video_metrics``, as the benchmark computes it), the work saved as
+the run report counts it (uncached forwards / (full forwards + trial work), trials included) and the
+skipped steps. LFCache's ``step_aside`` is off for these runs: on a busy CPU the tiny model's trial
+can cost more time than a skipped step saves, and LFCache would then compute every step; the picture
+is about what the cache's decisions do to the frames. Wall time is not shown (timings:
+``scripts/benchmark.py``).
 
 The numbers also go to ``<out>.json``.
 
@@ -37,10 +38,12 @@ FRAMES_SHOWN = (0, 2, 4, 6, 8)
 DIFF_GAIN = 4.0
 
 
-def measure(bench, benchmark, prompts, presets, seed: int, steps: int, log=print) -> list[dict]:
+def measure(bench, prompts, presets, seed: int, steps: int, log=print) -> list[dict]:
     """Per prompt: the uncached clip and, per preset, the cached clip with its PSNR and report counts."""
+    from bench.metrics import video_metrics
+    from bench.scenarios import ScenarioConfig
     config = bench.config_mod
-    cfg = benchmark.ScenarioConfig("frames", size=128, frames=9, steps=steps, cfg=5.0)
+    cfg = ScenarioConfig("frames", size=128, frames=9, steps=steps, cfg=5.0)
     models = {}
     for name in presets:
         if name not in config.LFCACHE_PRESETS:
@@ -55,7 +58,7 @@ def measure(bench, benchmark, prompts, presets, seed: int, steps: int, log=print
         for name, model in models.items():
             latent, _ = bench.sample(model, seed, prompt, cfg)
             decoded = bench.decode(latent).clamp(0, 1)
-            psnr, ssim = benchmark.video_metrics(decoded, reference)
+            psnr, ssim = video_metrics(decoded, reference)
             report = bench.hooks.get_setup(model).reports.latest
             row["cached"].append({
                 "preset": name, "speed_target": report.speed_target, "frames": decoded, "psnr_db": psnr,
@@ -129,19 +132,19 @@ def main(argv=None) -> int:
     for path in (REPO / "scripts", REPO / "tests" / "host"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
-    import benchmark
     import harness
+    from bench.runner import Bench
     comfyui_dir = args.comfyui or harness.find_comfyui().path
     if comfyui_dir is None:
         print(harness.SKIP_BANNER, file=sys.stderr)
         return 2
-    bench = benchmark.Bench(comfyui_dir, REPO / "models" / "precisecache_demo_wan.safetensors", args.threads)
+    bench = Bench(comfyui_dir, REPO / "models" / "precisecache_demo_wan.safetensors", args.threads)
     if not bench.model_info.get("trained"):
         print("the demo model is missing: nothing to show", file=sys.stderr)
         return 2
     prompts = [p.strip() for p in args.prompts.split("|") if p.strip()]
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    rows = measure(bench, benchmark, prompts, presets, args.seed, args.steps)
+    rows = measure(bench, prompts, presets, args.seed, args.steps)
     draw(rows, args.out)
     numbers = [{"prompt": r["prompt"], "seed": r["seed"], "steps": r["steps"],
                 "cached": [{k: v for k, v in c.items() if k != "frames"} for c in r["cached"]]} for r in rows]

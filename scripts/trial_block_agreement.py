@@ -18,7 +18,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark as B  # noqa: E402
+from bench.common import resolve_model  # noqa: E402
+from bench.methods import Method  # noqa: E402
+from bench.runner import Bench  # noqa: E402
+from bench.scenarios import ScenarioConfig, pairs_for  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,13 +35,13 @@ def main(argv=None) -> int:
     import numpy as np
     from scipy.stats import spearmanr
 
-    path = B.resolve_model(args.model)
-    bench = B.Bench(args.comfyui, path, 1, log=lambda *a: None)
+    path = resolve_model(args.model)
+    bench = Bench(args.comfyui, path, 1, log=lambda *a: None)
     frames = int(bench.model_info.get("training", {}).get("frames", 9) or 9)
-    cfg = B.ScenarioConfig("main", size=args.size, frames=frames, steps=args.steps, pairs=args.pairs, repeats=1)
-    probe = B.Method("probe", "probe", "probe", "precisecache", lf={"alpha": 1e-6},
-                     block={"mode": "trial_guided", "change_threshold": 0.0, "pivotal_ratio": 0.0,
-                            "refresh_interval": 20})
+    cfg = ScenarioConfig("main", size=args.size, frames=frames, steps=args.steps, pairs=args.pairs, repeats=1)
+    probe = Method("probe", "probe", "probe", "precisecache", lf={"alpha": 1e-6},
+                   block={"mode": "trial_guided", "change_threshold": 0.0, "pivotal_ratio": 0.0,
+                          "refresh_interval": 20})
     model = bench.build(probe)
     calls, handles = [], []
     for j, block in enumerate(model.model.diffusion_model.blocks):
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
         handles += [block.register_forward_pre_hook(pre, with_kwargs=True),
                     block.register_forward_hook(post, with_kwargs=True)]
     rows = []  # (pair, gap, step, block, trial change, full change)
-    for pair, (seed, cond) in enumerate(B.pairs_for(args.pairs)):
+    for pair, (seed, cond) in enumerate(pairs_for(args.pairs)):
         calls.clear()
         bench.sample(model, seed, cond, cfg)
         full = max(c[1] for c in calls)

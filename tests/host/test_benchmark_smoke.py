@@ -38,6 +38,15 @@ def test_help_runs():
     assert done.returncode == 0 and "--smoke" in done.stdout and "--publish" in done.stdout
 
 
+def test_help_needs_no_torch():
+    """The command line parses its arguments before it imports the benchmark package (and torch)."""
+    code = ("import runpy, sys; sys.modules['torch'] = None; sys.path.insert(0, 'scripts'); "
+            "sys.argv = ['scripts/benchmark.py', '--help']; runpy.run_path('scripts/benchmark.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--smoke" in done.stdout and "scripts/bench/" in done.stdout
+
+
 def test_outputs_written(smoke):
     out, results, stdout = smoke
     png = (out / "speedup_vs_psnr.png").read_bytes()
