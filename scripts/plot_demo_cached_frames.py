@@ -59,7 +59,7 @@ def measure(bench, prompts, presets, seed: int, steps: int, log=print) -> list[d
             latent, _ = bench.sample(model, seed, prompt, cfg)
             decoded = bench.decode(latent).clamp(0, 1)
             psnr, ssim = video_metrics(decoded, reference)
-            report = bench.hooks.get_setup(model).reports.latest
+            report = bench.latest_report(model)
             row["cached"].append({
                 "preset": name, "speed_target": report.speed_target, "frames": decoded, "psnr_db": psnr,
                 "ssim": ssim, "work_saved": report.estimated_speedup, "skipped": len(report.skipped_steps),

@@ -70,7 +70,11 @@ def _pack_config():
 
 
 _CONFIG = _pack_config()
-FLASH_BLOCK = {"pivotal_ratio": 0.4, "refresh_interval": 3}
+FLASH_BLOCK = {"pivotal_ratio": _CONFIG.FLASH_BLOCKCACHE.pivotal_ratio,
+               "refresh_interval": _CONFIG.FLASH_BLOCKCACHE.refresh_interval}
+"""The paper's Flash BlockCache setting (c = 40 %, L = 3), from the pack's preset."""
+FLASH_PRESET_ALPHA = _CONFIG.PAPER_BASE.alpha
+"""α of the paper's Flash preset (LFCache Base + BlockCache)."""
 PRESET_NAMES = {0.5: "paper's Base", 0.7: "paper's Turbo"}
 TARGET_PRESET_NAMES = {config.speed_target: name for name, config in _CONFIG.LFCACHE_PRESETS.items()}
 """speed target → preset name, from the pack's own presets."""
@@ -94,7 +98,8 @@ def target_method(target, metric="accumulated", streams="cond", groups=("main",)
 
 
 def flash_method(alpha, ranking="relative_l2", groups=("main",), family="PreciseCache Flash"):
-    tag = " (Flash preset)" if alpha == 0.5 and ranking == "relative_l2" else ""
+    preset = alpha == FLASH_PRESET_ALPHA and ranking == _CONFIG.FLASH_BLOCKCACHE.ranking
+    tag = " (Flash preset)" if preset else ""
     rank = "" if ranking == "relative_l2" else f", ranking={ranking}"
     name = f"flash_a{fmt(alpha)}" + ("" if ranking == "relative_l2" else f"_{ranking}")
     return Method(name, f"Flash α={fmt(alpha)}{rank}{tag}", family, "precisecache", groups,
@@ -154,8 +159,8 @@ def build_methods(cfg: ScenarioConfig) -> list[Method]:
                               tag=", reuse=residual") for a in oa]
         methods += [block_method(ranking="l2", pivotal=c, interval=L, groups=("open_b",),
                                  family="BlockCache ranking=l2") for c, L in cfg.blocks]
-        if 0.5 in cfg.flash_alphas:
-            methods += [flash_method(0.5, ranking="l2", groups=("open_b",), family="Flash ranking=l2")]
+        if FLASH_PRESET_ALPHA in cfg.flash_alphas:
+            methods += [flash_method(FLASH_PRESET_ALPHA, ranking="l2", groups=("open_b",), family="Flash ranking=l2")]
         k = cfg.dmax_first_k
         methods += [lf_method(a, variant=f"dmax_first{k}", groups=("open_c",), family=f"LFCache Δmax=max(first {k})",
                               tag=f", Δmax=max(first {k})") for a in oa]
@@ -163,7 +168,7 @@ def build_methods(cfg: ScenarioConfig) -> list[Method]:
                               tag=", avg-pool trial") for a in cfg.avg_pool_alphas]
         methods += [Method(f"flash_a{fmt(a)}_L1", f"Flash α={fmt(a)}, BlockCache L=1", "Flash c=0.4 L=1",
                            "precisecache", ("open_e",), lf={"alpha": a},
-                           block={"pivotal_ratio": 0.4, "refresh_interval": 1, "ranking": "relative_l2"})
+                           block={**FLASH_BLOCK, "refresh_interval": 1, "ranking": "relative_l2"})
                     for a in cfg.flash_l1_alphas]
     seen = set()
     unique = []

@@ -25,7 +25,7 @@ def measure_trial_agreement(bench: Bench, cfg: ScenarioConfig, pairs, alphas=(0.
     import torch
     from scipy.stats import spearmanr
     lfd = bench.lowpass_mod.low_frequency_distance
-    factors = bench.trial_mod.effective_factors((2, 4, 4), cfg.latent_shape)
+    factors = bench.trial_mod.effective_factors(bench.trial_mod.DEFAULT_TRIAL_DOWNSAMPLE, cfg.latent_shape)
     operators = ("strided", "avg_pool")
     calls: list[tuple] = []
     input_std: dict[str, list[float]] = {name: [] for name in operators}
@@ -151,9 +151,10 @@ def measure_overhead(bench: Bench, sizes: list[int], frames: int, cfg_scale: flo
                 full_t += fu
                 if tr and fu:
                     extra_t.append(total - sum(tr) - sum(fu))
-        report = bench.hooks.get_setup(timed).reports.latest
+        report = bench.latest_report(timed)
         # the metric alone, on the trial prediction's shape
-        shape = (2, 16) + tuple(-(-d // f) for d, f in zip(scen.latent_shape[2:], (2, 4, 4)))
+        factors = bench.trial_mod.DEFAULT_TRIAL_DOWNSAMPLE
+        shape = (2, 16) + tuple(-(-d // f) for d, f in zip(scen.latent_shape[2:], factors))
         a, b = torch.randn(shape), torch.randn(shape)
         for _ in range(5):
             bench.lowpass_mod.low_frequency_distance(a, b)

@@ -198,6 +198,10 @@ class Bench:
         self.last_cpu_seconds = time.process_time() - c0
         return out, time.perf_counter() - t0
 
+    def latest_report(self, model):
+        """The run report of ``model``'s latest sampling run (a PreciseCache method's model)."""
+        return self.cache_helpers.latest_report(self.pack, model)
+
     def decode(self, latent):
         from precisecache_demo import latent_map
         return latent_map.decode(self.latent_format.process_in(latent.float()))
@@ -336,7 +340,7 @@ def run_scenario(bench: Bench, cfg: ScenarioConfig, log=print) -> ScenarioRuns:
                 c = bench.counter
                 rec.hook_full, rec.hook_trial, rec.hook_blocks = c.full_forwards(), c.trial_forwards(), c.full_block_calls()
                 if m.kind == "precisecache":
-                    rep_ = bench.hooks.get_setup(model).reports.latest
+                    rep_ = bench.latest_report(model)
                     rec.full_forwards, rec.trial_forwards = rep_.full_forwards, rep_.trial_forwards
                     rec.reused_forwards = rep_.reused_forwards
                     rec.blocks_reused = rep_.blocks_reused

@@ -42,7 +42,10 @@ class ScenarioConfig:
 
     @property
     def latent_shape(self) -> tuple:
-        return (1, 16, 1 + (self.frames - 1) // 4, self.size // 8, self.size // 8)
+        """Wan 2.1's latent of ``frames`` frames of ``size`` x ``size`` px (the demo's stand-in VAE)."""
+        from precisecache_demo import latent_map
+        side = self.size // latent_map.SPATIAL
+        return (1, latent_map.LATENT_CHANNELS, latent_map.latent_frames(self.frames), side, side)
 
 
 def _floats(text: str) -> list[float]:
