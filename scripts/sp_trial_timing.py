@@ -24,7 +24,6 @@ import datetime
 import json
 import math
 import os
-import socket
 import statistics
 import sys
 import time
@@ -32,14 +31,14 @@ import time
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(REPO, "scripts") not in sys.path:
+    sys.path.append(os.path.join(REPO, "scripts"))  # comfy_host, also in the spawned ranks
+from comfy_host import free_port, import_comfy, require_comfyui  # noqa: E402
 TRIAL_FACTORS = (2, 4, 4)
 
 
 def _comfy(comfyui_dir: str):
-    if comfyui_dir not in sys.path:
-        sys.path.insert(0, comfyui_dir)
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
+    import_comfy(comfyui_dir, cpu=True)
     import comfy.model_management  # noqa: F401
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
@@ -127,12 +126,11 @@ def main() -> None:
     p.add_argument("--trial-sizes", type=lambda s: [tuple(int(v) for v in x.split("x")) for x in s.split(",")],
                    default=[(3, 8, 8), (5, 16, 16), (9, 32, 32)], help="trial latent T x H x W, comma separated")
     p.add_argument("--max-full-tokens", type=int, default=1400, help="time the full forward up to this many tokens")
-    p.add_argument("--comfyui", default=os.environ.get("COMFYUI_DIR", "/opt/ComfyUI"))
+    p.add_argument("--comfyui", default=None, help="ComfyUI folder (default: COMFYUI_DIR, ../ComfyUI, /opt/ComfyUI)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    args.comfyui = require_comfyui(args.comfyui)
+    port = free_port()
     out = args.json or os.path.join(REPO, ".sp_trial_timing.json")
     torch.multiprocessing.start_processes(_rank_main, args=(args.world, port, args, out), nprocs=args.world,
                                           join=True, start_method="spawn")
