@@ -27,7 +27,6 @@ import argparse
 import ctypes
 import gc
 import json
-import os
 import sys
 import tempfile
 import time
@@ -109,7 +108,10 @@ def main() -> int:
     import tiny_models
     from cache_helpers import latest_report, with_blockcache, with_lfcache
 
-    comfyui = os.environ.get("COMFYUI_DIR", "/opt/ComfyUI")
+    comfyui = harness.find_comfyui().path
+    if comfyui is None:
+        print(harness.SKIP_BANNER, file=sys.stderr)
+        return 2
     base = harness.make_base_dir(tempfile.mkdtemp(prefix="precisecache_bench_memory_"))
     comfy = harness.import_comfy(comfyui, base)
     tiny_models.write_tiny_model("wan", harness.diffusion_models_dir(base), seed=0)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench.common import resolve_model  # noqa: E402
+from comfy_host import require_comfyui  # noqa: E402
 from bench.methods import Method  # noqa: E402
 from bench.runner import Bench  # noqa: E402
 from bench.scenarios import ScenarioConfig, pairs_for  # noqa: E402
@@ -27,16 +28,20 @@ from bench.scenarios import ScenarioConfig, pairs_for  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deep", help="'demo', 'deep' or a .safetensors path")
-    ap.add_argument("--comfyui", default="/opt/ComfyUI")
+    ap.add_argument("--comfyui", default=None, help="ComfyUI folder (default: COMFYUI_DIR, ../ComfyUI, /opt/ComfyUI)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--pairs", type=int, default=2)
     args = ap.parse_args(argv)
+    from precisecache_core.config import FEW_STEP_LIMIT
+    if args.steps <= FEW_STEP_LIMIT:
+        ap.error(f"--steps must be more than {FEW_STEP_LIMIT}: the pack caches nothing (runs no trial) on shorter schedules")
+    comfyui_dir = require_comfyui(args.comfyui)
     import numpy as np
     from scipy.stats import spearmanr
 
     path = resolve_model(args.model)
-    bench = Bench(args.comfyui, path, 1, log=lambda *a: None)
+    bench = Bench(comfyui_dir, path, 1, log=lambda *a: None)
     frames = int(bench.model_info.get("training", {}).get("frames", 9) or 9)
     cfg = ScenarioConfig("main", size=args.size, frames=frames, steps=args.steps, pairs=args.pairs, repeats=1)
     probe = Method("probe", "probe", "probe", "precisecache", lf={"alpha": 1e-6},
