@@ -107,85 +107,34 @@ class CalibrateNode(io.ComfyNode):
                 latent_image, speed_targets: str, quality_floor_db: float, preset_name: str, denoise: float = 1.0,
                 vae=None) -> io.NodeOutput:
         plan = plan_calibration(speed_targets, quality_floor_db, preset_name, steps)
-        setup = get_setup(model)
-        if setup is not None and (setup.lf is not None or setup.block is not None):
-            raise ValueError("PreciseCache Calibrate needs the model without LFCache or BlockCache (it compares "
-                             "against an uncached run): connect the loader's model output to it directly.")
-        samples = latent_image["samples"]
-        if getattr(samples, "is_nested", False):
-            raise ValueError("PreciseCache Calibrate cannot measure a nested latent (several streams in one).")
-        latent_shape = tuple(comfy.sample.fix_empty_latent_channels(model, samples).shape)
+        latent_shape = _checked_latent_shape(model, latent_image)
         configs = [LFCacheConfig(speed_target=s).validate() for s in plan.speed_targets]
         check_factors_fit(configs[0].trial_downsample, latent_shape)
         cached_models = [apply_setup(model, lf=c) for c in configs]  # unsupported models refused before sampling
-        model_name, parameters = model_identity(model)
-
-        def sample(m, label: str, index: int):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            log.info("PreciseCache Calibrate - run %d/%d: %s", index, len(configs) + 1, label)
-            seconds: list[float] = []
-            timed = _timed(m, seconds)
-            started = time.perf_counter()
-            (out,) = comfy_nodes.common_ksampler(timed, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                                 latent_image, denoise=denoise)
-            return out, (sum(seconds) if seconds else time.perf_counter() - started)
-
-        def measured(latent: dict):
-            if vae is None:
-                return latent["samples"]
-            return comfy_nodes.VAEDecode().decode(vae, latent)[0]
-
-        layout = "latent" if vae is None else "image"
-        reference_latent, uncached_seconds = sample(model, "uncached", 1)
-        reference = measured(reference_latent)
-        rows = [CalibrationRow(None, uncached_seconds, 1.0, float("inf"), None, 0, steps)]
-        quality = None
-        for i, (config, cached) in enumerate(zip(configs, cached_models)):
-            out, seconds = sample(cached, f"LFCache speed target {config.speed_target:g}x", i + 2)
-            report = get_setup(cached).reports.latest
-            try:
-                quality = compare(reference, measured(out), layout)
-            except ValueError as e:
-                raise ValueError(f"PreciseCache Calibrate cannot measure speed target {config.speed_target:g}x on the "
-                                 f"{'latent' if vae is None else 'decoded frames'}: {e}") from None
-            rows.append(CalibrationRow(config.speed_target, seconds, report.estimated_speedup, quality.psnr,
-                                       quality.ssim, len(report.skipped_steps), report.steps, tuple(report.notes)))
-            del out
-        rows[0].ssim = 1.0 if quality.window else None
+        sampling = _Sampling(seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise)
+        reference_latent, rows, quality = _measure(sampling, model, configs, cached_models, vae)
         chosen = choose(rows, plan.quality_floor_db)
 
+        model_name, parameters = model_identity(model)
         measured_on = "latent" if vae is None else "decoded frames"
-        shape_text = "×".join(map(str, latent_shape))
-        header = [f"PreciseCache Calibrate: {model_name}, {parameters:,} parameters; latent {shape_text}, {steps} steps "
-                  f"{sampler_name}/{scheduler}, cfg {cfg:g}, denoise {denoise:g}, seed {seed}",
+        header = [f"PreciseCache Calibrate: {model_name}, {parameters:,} parameters; latent "
+                  f"{'×'.join(map(str, latent_shape))}, {steps} steps {sampler_name}/{scheduler}, cfg {cfg:g}, "
+                  f"denoise {denoise:g}, seed {seed}",
                   _measured_line(vae is None, quality),
                   "wall time: the sampling loop of each run (model loading, conditioning and decoding excluded); "
                   "work saved: uncached forwards ÷ this run's (counted, trial forwards included)"]
-        footer = []
         if chosen is not None and plan.preset_name:
-            preset = CalibratedPreset(
-                name=plan.preset_name, speed_target=chosen.speed_target, quality_floor_db=plan.quality_floor_db,
-                measured_on=measured_on,
-                setup=RecordedSetup(model=model_name, parameters=parameters, latent_shape=latent_shape,
-                                    steps=chosen.steps, sampler=sampler_name,
-                                    sampler_function=sampler_function_name(comfy.samplers.sampler_object(sampler_name)),
-                                    scheduler=scheduler, cfg=float(cfg), denoise=float(denoise)),
-                psnr_db=None if chosen.psnr_db == float("inf") else chosen.psnr_db, ssim=chosen.ssim,
-                rows=tuple(r.to_dict(uncached_seconds) for r in rows),
-                lfcache=_config_fields(configs[0]),
-                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-            path = store().save(preset)
-            footer.append(f"saved as preset '{plan.preset_name}' in {path}: choose '{CALIBRATED_PREFIX}"
-                          f"{plan.preset_name}' as the preset of LFCache (PreciseCache) or PreciseCache Sampler "
-                          f"(press R in the editor to refresh its node lists)")
-            log.info("PreciseCache Calibrate - saved speed target %gx as preset '%s' (%s): %s",
-                     chosen.speed_target, plan.preset_name, format_psnr(chosen.psnr_db), path)
+            setup = RecordedSetup(model=model_name, parameters=parameters, latent_shape=latent_shape,
+                                  steps=chosen.steps, sampler=sampler_name,
+                                  sampler_function=sampler_function_name(comfy.samplers.sampler_object(sampler_name)),
+                                  scheduler=scheduler, cfg=float(cfg), denoise=float(denoise))
+            footer = _save_preset(plan, chosen, rows, setup, measured_on, configs[0])
         elif plan.preset_name:
-            footer.append(f"no preset saved: nothing reached the floor (an earlier preset '{plan.preset_name}', if "
-                          f"any, is kept)")
+            footer = (f"no preset saved: nothing reached the floor (an earlier preset '{plan.preset_name}', if "
+                      f"any, is kept)")
         else:
-            footer.append("no preset saved: preset_name is empty (measure only)")
-        table = format_table(rows, plan.quality_floor_db, chosen, header=header, footer=footer)
+            footer = "no preset saved: preset_name is empty (measure only)"
+        table = format_table(rows, plan.quality_floor_db, chosen, header=header, footer=[footer])
         title = (f"PreciseCache Calibrate: chosen {chosen.speed_target:g}x ({format_psnr(chosen.psnr_db)} ≥ "
                  f"{plan.quality_floor_db:g} dB)" if chosen is not None else
                  f"PreciseCache Calibrate: no speed target reached {plan.quality_floor_db:g} dB")
@@ -193,6 +142,89 @@ class CalibrateNode(io.ComfyNode):
                                          subtitle=f"{header[0]}; quality on the {measured_on}")
         return io.NodeOutput(reference_latent, image, table,
                              ui={**ui.PreviewImage(image, cls=cls).as_dict(), **ui.PreviewText(table).as_dict()})
+
+
+def _checked_latent_shape(model, latent_image: dict) -> tuple[int, ...]:
+    """The latent's shape as the model samples it; a cached model or a nested latent refused by name."""
+    setup = get_setup(model)
+    if setup is not None and (setup.lf is not None or setup.block is not None):
+        raise ValueError("PreciseCache Calibrate needs the model without LFCache or BlockCache (it compares "
+                         "against an uncached run): connect the loader's model output to it directly.")
+    samples = latent_image["samples"]
+    if getattr(samples, "is_nested", False):
+        raise ValueError("PreciseCache Calibrate cannot measure a nested latent (several streams in one).")
+    return tuple(comfy.sample.fix_empty_latent_channels(model, samples).shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sampling:
+    """The KSampler settings every run of a calibration shares."""
+
+    seed: int
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    positive: object
+    negative: object
+    latent_image: dict
+    denoise: float
+
+    def run(self, model, label: str, index: int, runs: int) -> tuple[dict, float]:
+        """One sampling run: its latent and the seconds of its sampling loop."""
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        log.info("PreciseCache Calibrate - run %d/%d: %s", index, runs, label)
+        seconds: list[float] = []
+        started = time.perf_counter()
+        (out,) = comfy_nodes.common_ksampler(_timed(model, seconds), self.seed, self.steps, self.cfg,
+                                             self.sampler_name, self.scheduler, self.positive, self.negative,
+                                             self.latent_image, denoise=self.denoise)
+        return out, (sum(seconds) if seconds else time.perf_counter() - started)
+
+
+def _measure(sampling: _Sampling, model, configs: list[LFCacheConfig], cached_models: list, vae):
+    """The uncached run, then one run per speed target, each compared with the uncached one (on the latent,
+    or on the decoded frames when a VAE is connected). Returns (uncached latent, rows, the last comparison)."""
+    def measured(latent: dict):
+        return latent["samples"] if vae is None else comfy_nodes.VAEDecode().decode(vae, latent)[0]
+
+    layout = "latent" if vae is None else "image"
+    runs = len(configs) + 1
+    reference_latent, uncached_seconds = sampling.run(model, "uncached", 1, runs)
+    reference = measured(reference_latent)
+    rows = [CalibrationRow(None, uncached_seconds, 1.0, float("inf"), None, 0, sampling.steps)]
+    quality = None
+    for i, (config, cached) in enumerate(zip(configs, cached_models)):
+        out, seconds = sampling.run(cached, f"LFCache speed target {config.speed_target:g}x", i + 2, runs)
+        report = get_setup(cached).reports.latest
+        try:
+            quality = compare(reference, measured(out), layout)
+        except ValueError as e:
+            raise ValueError(f"PreciseCache Calibrate cannot measure speed target {config.speed_target:g}x on the "
+                             f"{'latent' if vae is None else 'decoded frames'}: {e}") from None
+        rows.append(CalibrationRow(config.speed_target, seconds, report.estimated_speedup, quality.psnr,
+                                   quality.ssim, len(report.skipped_steps), report.steps, tuple(report.notes)))
+        del out
+    rows[0].ssim = 1.0 if quality.window else None
+    return reference_latent, rows, quality
+
+
+def _save_preset(plan, chosen: CalibrationRow, rows: list[CalibrationRow], setup: RecordedSetup, measured_on: str,
+                 config: LFCacheConfig) -> str:
+    """Save the chosen speed target as ``plan.preset_name``; returns the table's footer line saying where."""
+    preset = CalibratedPreset(
+        name=plan.preset_name, speed_target=chosen.speed_target, quality_floor_db=plan.quality_floor_db,
+        measured_on=measured_on, setup=setup,
+        psnr_db=None if chosen.psnr_db == float("inf") else chosen.psnr_db, ssim=chosen.ssim,
+        rows=tuple(r.to_dict(rows[0].wall_seconds) for r in rows),
+        lfcache=_config_fields(config),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    path = store().save(preset)
+    log.info("PreciseCache Calibrate - saved speed target %gx as preset '%s' (%s): %s",
+             chosen.speed_target, plan.preset_name, format_psnr(chosen.psnr_db), path)
+    return (f"saved as preset '{plan.preset_name}' in {path}: choose '{CALIBRATED_PREFIX}{plan.preset_name}' as "
+            f"the preset of LFCache (PreciseCache) or PreciseCache Sampler (press R in the editor to refresh its "
+            f"node lists)")
 
 
 def _timed(model, seconds: list[float]):
