@@ -339,9 +339,16 @@ def test_nodes_are_under_sampling_precisecache_in_the_menu_and_the_search(fresh_
     page.mouse.click(1500, 850)
     page.wait_for_timeout(300)
 
-    page.mouse.dblclick(700, 250)
-    page.wait_for_timeout(600)
-    page.keyboard.type(ws.PACK_FOLDER)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+    search = page.locator(".comfy-vue-node-search-container input").first
+    for _ in range(3):  # a double click on the canvas opens the node search; on a busy machine it may come late
+        page.mouse.dblclick(700, 250)
+        try:
+            search.wait_for(state="visible", timeout=5_000)
+            break
+        except PlaywrightTimeoutError:
+            continue
+    search.press_sequentially(ws.PACK_FOLDER)  # into the search box itself, not wherever the focus is
     expected = sum(len(titles) for titles in categories.values())  # a busy machine fills the list slowly
     page.wait_for_function("(n) => [...document.querySelectorAll('.p-autocomplete-option')]"
                            ".filter(o => o.innerText.includes('PreciseCache')).length >= n", arg=expected,
