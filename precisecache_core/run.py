@@ -96,13 +96,11 @@ class PreciseCacheRun:
         # BlockCache: the residual store, the block schedule, trial-guided state
         self.block_active = bool(block) and block.pivotal_ratio < 1.0 and caching
         self.blocks = BlockResidualCache(block) if block else None
-        self.block_schedule: BlockSchedule | None = None
+        block_window = StepClock.from_schedule(schedule, percent_to_sigma(block.start_percent),
+                                               percent_to_sigma(block.end_percent)) if block else None
         if block:
-            window = StepClock.from_schedule(schedule, percent_to_sigma(block.start_percent),
-                                             percent_to_sigma(block.end_percent))
             self.block_active = self.block_active and self._window_holds_steps(
-                "BlockCache", [window.in_window(s) for s in step_sigmas], step_sigmas)
-            self.block_schedule = BlockSchedule(window, block.refresh_interval, guided=False)
+                "BlockCache", [block_window.in_window(s) for s in step_sigmas], step_sigmas)
         if sync is not None:
             if self.blocks is not None:
                 self.blocks.pivotal_sync = sync.pivotal_blocks
@@ -113,8 +111,8 @@ class PreciseCacheRun:
             # its per-block decisions come from each rank's own trial shard: not agreed over ranks yet
             self.guidance = None
             self._static_fallback("BlockCache trial_guided is not rank-synced: with several ranks on one sample")
-        if self.block_schedule is not None:
-            self.block_schedule.guided = self.guidance is not None
+        self.block_schedule = BlockSchedule(block_window, block.refresh_interval,
+                                            guided=self.guidance is not None) if block else None
         self._started = time.perf_counter()
 
     # -- per call: step and slot ----------------------------------------------------------------
