@@ -113,7 +113,7 @@ def plot_loss(log_path: Path, out_png: Path, label: str):
     print(f"wrote {out_png}: steps {log['steps'][0]}..{n}, loss avg {log['avg'][0]:.4f} -> {final:.4f}")
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=REPO / "models" / "precisecache_demo_wan.safetensors")
     ap.add_argument("--steps", type=int, default=50)
@@ -131,22 +131,56 @@ def main(argv=None):
     ap.add_argument("--train-log", type=Path, default=None,
                     help="training log of scripts/train_demo_model.py: also plot <prefix>_loss.png")
     ap.add_argument("--no-samples", action="store_true", help="only the loss plot (needs --train-log)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.train_log is not None:
         plot_loss(args.train_log, args.out_dir / f"{args.prefix}_loss.png", args.label)
     if args.no_samples:
         return
-
     import torch
     torch.set_num_threads(args.threads)
+    names, samples, train_clips, traj, times = sample_prompts(args)
+    per_prompt, means = changes_per_step(traj, names, args.size // 8)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    draw_frames(args, names, train_clips, samples)
+    plot_trajectory(args, names, per_prompt, means)
+    sig, mean_low, mean_rel, mean_low_x0 = (per_prompt[names[0]]["sigmas"], means["low"], means["rel"],
+                                           means["low_x0"])
+    summary = {
+        "model": args.model.name, "frames": args.frames, "size": args.size, "steps": args.steps, "cfg": args.cfg, "seed": args.seed,
+        "sampler": args.sampler, "scheduler": args.scheduler, "prompts": names,
+        "lowpass": "2-D FFT over (H, W) per frame and channel, centred, circular mask radius min(H,W)/5",
+        "prediction": "raw diffusion-model output (velocity), conditional branch",
+        "sigmas": sig, "mean_lfd_cond": mean_low, "mean_hfd_cond": means["high"], "mean_lfd_guided": means["low_guided"],
+        "mean_rel_lfd_cond": mean_rel, "mean_lfd_x0_guided": mean_low_x0, "mean_hfd_x0_guided": means["high_x0"],
+        "per_prompt_lfd_cond": {n: per_prompt[n]["cond"]["low"] for n in names},
+        "seconds_per_sample": times,
+    }
+    (args.out_dir / f"{args.prefix}_trajectory.json").write_text(json.dumps(summary, indent=1))
+    nstep = len(sig) - 1
+    q = max(1, nstep // 5)
+    for i in range(0, nstep, q):
+        seg = mean_low[i:i + q]
+        print(f"steps {i + 1:2d}-{min(nstep, i + q):2d} (sigma {sig[i]:.3f}->{sig[min(nstep, i + q)]:.3f}): "
+              f"mean LFD(v) {sum(seg) / len(seg):.4f}  max {max(seg):.4f}  "
+              f"rel {sum(mean_rel[i:i + q]) / len(seg):.4f}  LFD(x0) {sum(mean_low_x0[i:i + q]) / len(seg):.4f}")
+    print("wrote", args.out_dir / f"{args.prefix}_frames.png", args.out_dir / f"{args.prefix}_trajectory.png")
+
+
+def sample_prompts(args):
+    """Sample every prompt through ComfyUI's KSampler, recording the diffusion model's raw output (velocity)
+    of every call with its sigma. Returns (prompt names, decoded samples, training clips, per prompt the
+    'cond', CFG-'guided' and 'x0' prediction sequences [(sigma, tensor)], seconds per sample)."""
+    import torch
     from precisecache_demo import clips, conditioning, latent_map
 
     comfy, nodes = import_comfy()
     model = comfy.sd.load_diffusion_model(str(args.model))
     fmt = comfy.latent_formats.Wan21()
     names = clips.condition_names()[: args.prompts or None]
-
-    # record the diffusion model's raw output (velocity) of every call, with its sigma
     records = []
 
     def record_wrapper(executor, x, timestep, context, *a, **kw):
@@ -182,10 +216,14 @@ def main(argv=None):
         x0 = [(s, x_ - s * v) for (s, v), x_ in zip(guided, xs)]
         traj[name] = {"cond": cond, "guided": guided, "x0": x0}
         print(f"{name}: {len(cond)} model steps, {times[name]:.2f}s", flush=True)
+    return names, samples, train_clips, traj, times
 
-    # ---------------- LFD per step ----------------
-    h, w = args.size // 8, args.size // 8
-    mask = lowpass_mask(h, w, 0.2)
+
+def changes_per_step(traj: dict, names: list[str], latent_size: int):
+    """Per prompt and branch: the low / high / total frequency change between consecutive predictions and
+    the relative LFD; and their means over the prompts (keys low, high, low_guided, rel, low_x0, high_x0)."""
+    import torch
+    mask = lowpass_mask(latent_size, latent_size, 0.2)
     per_prompt = {}
     for name in names:
         entry = {}
@@ -199,17 +237,20 @@ def main(argv=None):
             entry[branch] = {"low": low, "high": high, "total": tot, "rel": rel}
         entry["sigmas"] = [s for s, _ in traj[name]["cond"]]
         per_prompt[name] = entry
-    sig = per_prompt[names[0]]["sigmas"]
-    nstep = len(sig) - 1
-    mean_low = [sum(per_prompt[n]["cond"]["low"][i] for n in names) / len(names) for i in range(nstep)]
-    mean_high = [sum(per_prompt[n]["cond"]["high"][i] for n in names) / len(names) for i in range(nstep)]
-    mean_low_g = [sum(per_prompt[n]["guided"]["low"][i] for n in names) / len(names) for i in range(nstep)]
-    mean_rel = [sum(per_prompt[n]["cond"]["rel"][i] for n in names) / len(names) for i in range(nstep)]
-    mean_low_x0 = [sum(per_prompt[n]["x0"]["low"][i] for n in names) / len(names) for i in range(nstep)]
-    mean_high_x0 = [sum(per_prompt[n]["x0"]["high"][i] for n in names) / len(names) for i in range(nstep)]
+    nstep = len(per_prompt[names[0]]["sigmas"]) - 1
 
-    # ---------------- frame strip ----------------
+    def mean(branch: str, key: str) -> list[float]:
+        return [sum(per_prompt[n][branch][key][i] for n in names) / len(names) for i in range(nstep)]
+
+    means = {"low": mean("cond", "low"), "high": mean("cond", "high"), "low_guided": mean("guided", "low"),
+             "rel": mean("cond", "rel"), "low_x0": mean("x0", "low"), "high_x0": mean("x0", "high")}
+    return per_prompt, means
+
+
+def draw_frames(args, names: list[str], train_clips: dict, samples: dict) -> None:
+    """<prefix>_frames.png: per prompt, the training clip, the clip through the latent map, the model's sample."""
     from PIL import Image, ImageDraw
+    from precisecache_demo import latent_map
     fstep = max(1, (args.frames - 1) // 4)
     fidx = [i * fstep for i in range(5) if i * fstep < args.frames]
     tile, gap, label_h = 80, 10, 14
@@ -236,21 +277,24 @@ def main(argv=None):
         for g, (_, data) in enumerate(groups):
             for j, f in enumerate(fidx):
                 img.paste(to_pil(data[name][:, f]), (4 + g * (gw + gap) + j * tile, y + label_h))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     img.save(args.out_dir / f"{args.prefix}_frames.png")
 
-    # ---------------- trajectory plot ----------------
+
+def plot_trajectory(args, names: list[str], per_prompt: dict, means: dict) -> None:
+    """<prefix>_trajectory.png: the velocity's per-step change by frequency, the x0-prediction's and the
+    relative LFD, and the sigma schedule."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    steps_x = list(range(1, nstep + 1))
+    sig = per_prompt[names[0]]["sigmas"]
+    steps_x = list(range(1, len(sig)))
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
     ax = axes[0]
     for name in names:
         ax.plot(steps_x, per_prompt[name]["cond"]["low"], color="tab:blue", alpha=0.18, lw=0.8)
-    ax.plot(steps_x, mean_low, color="tab:blue", lw=2.2, label="low-freq change (LFD), mean over prompts")
-    ax.plot(steps_x, mean_high, color="tab:orange", lw=1.6, ls="--", label="high-freq change, mean")
-    ax.plot(steps_x, mean_low_g, color="tab:green", lw=1.2, ls=":", label=f"LFD of CFG-guided prediction (cfg {args.cfg})")
+    ax.plot(steps_x, means["low"], color="tab:blue", lw=2.2, label="low-freq change (LFD), mean over prompts")
+    ax.plot(steps_x, means["high"], color="tab:orange", lw=1.6, ls="--", label="high-freq change, mean")
+    ax.plot(steps_x, means["low_guided"], color="tab:green", lw=1.2, ls=":", label=f"LFD of CFG-guided prediction (cfg {args.cfg})")
     ax.set_yscale("log")
     ax.set_xlabel("sampling step i (change between prediction i-1 and i)")
     ax.set_ylabel("L2 norm of change")
@@ -260,10 +304,10 @@ def main(argv=None):
     ax1 = axes[1]
     for name in names:
         ax1.plot(steps_x, per_prompt[name]["x0"]["low"], color="tab:red", alpha=0.18, lw=0.8)
-    ax1.plot(steps_x, mean_low_x0, color="tab:red", lw=2.2, label="low-freq change of x0-prediction (x - sigma v)")
-    ax1.plot(steps_x, mean_high_x0, color="tab:purple", lw=1.4, ls="--", label="high-freq change of x0-prediction")
+    ax1.plot(steps_x, means["low_x0"], color="tab:red", lw=2.2, label="low-freq change of x0-prediction (x - sigma v)")
+    ax1.plot(steps_x, means["high_x0"], color="tab:purple", lw=1.4, ls="--", label="high-freq change of x0-prediction")
     ax1r = ax1.twinx()
-    ax1r.plot(steps_x, mean_rel, color="tab:blue", lw=1.0, ls=":", label="relative LFD of v (right axis)")
+    ax1r.plot(steps_x, means["rel"], color="tab:blue", lw=1.0, ls=":", label="relative LFD of v (right axis)")
     ax1r.set_ylabel("||LP(v_i - v_i-1)|| / ||LP(v_i-1)||")
     ax1.set_yscale("log")
     ax1.set_xlabel("sampling step i")
@@ -280,25 +324,6 @@ def main(argv=None):
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(args.out_dir / f"{args.prefix}_trajectory.png", dpi=110)
-
-    summary = {
-        "model": args.model.name, "frames": args.frames, "size": args.size, "steps": args.steps, "cfg": args.cfg, "seed": args.seed,
-        "sampler": args.sampler, "scheduler": args.scheduler, "prompts": names,
-        "lowpass": "2-D FFT over (H, W) per frame and channel, centred, circular mask radius min(H,W)/5",
-        "prediction": "raw diffusion-model output (velocity), conditional branch",
-        "sigmas": sig, "mean_lfd_cond": mean_low, "mean_hfd_cond": mean_high, "mean_lfd_guided": mean_low_g,
-        "mean_rel_lfd_cond": mean_rel, "mean_lfd_x0_guided": mean_low_x0, "mean_hfd_x0_guided": mean_high_x0,
-        "per_prompt_lfd_cond": {n: per_prompt[n]["cond"]["low"] for n in names},
-        "seconds_per_sample": times,
-    }
-    (args.out_dir / f"{args.prefix}_trajectory.json").write_text(json.dumps(summary, indent=1))
-    q = max(1, nstep // 5)
-    for i in range(0, nstep, q):
-        seg = mean_low[i:i + q]
-        print(f"steps {i + 1:2d}-{min(nstep, i + q):2d} (sigma {sig[i]:.3f}->{sig[min(nstep, i + q)]:.3f}): "
-              f"mean LFD(v) {sum(seg) / len(seg):.4f}  max {max(seg):.4f}  "
-              f"rel {sum(mean_rel[i:i + q]) / len(seg):.4f}  LFD(x0) {sum(mean_low_x0[i:i + q]) / len(seg):.4f}")
-    print("wrote", args.out_dir / f"{args.prefix}_frames.png", args.out_dir / f"{args.prefix}_trajectory.png")
 
 
 if __name__ == "__main__":
