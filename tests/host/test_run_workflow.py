@@ -106,3 +106,17 @@ def test_uncached_variant_bypasses_the_cache_nodes_and_keeps_the_rest():
     plain, _, _ = rw.uncached_variant(demo)
     with pytest.raises(ValueError, match="no PreciseCache node"):     # nothing left to compare
         rw.uncached_variant(plain)
+
+
+def test_the_timed_cached_run_differs_from_the_uncached_one_in_the_cache_alone():
+    rw = _script_module()
+    demo = json.loads((REPO / "workflows" / "api" / "precisecache_demo.json").read_text())
+    timed, changes, _ = rw.uncached_variant(demo, keep_caches=True)
+    uncached, _, _ = rw.uncached_variant(demo)
+    kinds = {n["class_type"] for n in timed.values()}
+    assert {"PreciseCacheLFCache", "PreciseCacheBlockCache"} <= kinds and "PreciseCacheReport" not in kinds, changes
+    assert {i: n for i, n in timed.items() if i in demo and n == demo[i]} == \
+        {i: n for i, n in timed.items()}  # every node it keeps is unchanged (inputs, file prefixes)
+    # without the cache nodes, the two are the same graph but for the saved files' names
+    bypassed = {i for i, n in timed.items() if n["class_type"] in rw.BYPASSED_NODES}
+    assert set(timed) - bypassed == set(uncached)
