@@ -131,3 +131,36 @@ def spy_on_runs(pack, monkeypatch):
 
     monkeypatch.setattr(hooks, "PreciseCacheRun", SpyRun)
     return runs, buffers
+
+
+def relative_error(a: torch.Tensor, reference: torch.Tensor) -> float:
+    """‖a − reference‖₂ / ‖reference‖₂ (in float32)."""
+    return ((a.float() - reference.float()).norm() / reference.float().norm()).item()
+
+
+def drop_reused_blocks(pack, monkeypatch) -> None:
+    """From now on, a block that BlockCache would answer from its stored residual is skipped instead
+    (its input passed on unchanged): the error a cache that drops blocks would make, to compare with."""
+    block_cache_mod = pack_module(pack, "precisecache_core.block_cache")
+
+    def drop(self, state, block, args):
+        names = [n for (b, n) in state.residuals if b == block]
+        return {n: args[n] for n in names} if names else None
+
+    monkeypatch.setattr(block_cache_mod.BlockResidualCache, "_reuse", drop)
+
+
+def spy_trials(pack, monkeypatch) -> list[dict]:
+    """Record every trial forward's inputs: per call a dict with the full call's ``args`` / ``kwargs``,
+    the trial's ``targs`` / ``tkwargs`` and the ``factors`` it was made with."""
+    hooks = pack_module(pack, "nodes.hooks")
+    calls = []
+    original = hooks.trial_call
+
+    def spy(family, args, kwargs, factors, operator, trial_options):
+        targs, tkwargs = original(family, args, kwargs, factors, operator, trial_options)
+        calls.append({"args": args, "kwargs": kwargs, "targs": targs, "tkwargs": tkwargs, "factors": factors})
+        return targs, tkwargs
+
+    monkeypatch.setattr(hooks, "trial_call", spy)
+    return calls

@@ -15,7 +15,8 @@ import os
 import pytest
 import torch
 
-from cache_helpers import assert_same, latest_report, pack_module, with_blockcache, with_lfcache
+from cache_helpers import (assert_same, drop_reused_blocks, latest_report, pack_module, relative_error, spy_trials,
+                           with_blockcache, with_lfcache)
 
 KINDS = ["wan", "wan_i2v", "wan22", "wan_vace", "wan_camera", "hunyuan", "hunyuan_i2v", "hunyuan_skyreels",
          "hunyuan15", "hunyuan15_i2v", "hunyuan15_distilled", "ltxv"]
@@ -149,10 +150,6 @@ def test_stored_residuals_equal_block_output_minus_input_from_an_independent_hoo
     assert latest_report(pack, patched).blocks_reused > 0
 
 
-def _rel_err(a, b):
-    return ((a.float() - b.float()).norm() / b.float().norm()).item()
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_blockcache_error_well_below_dropping_the_non_pivotal_blocks(ready, kind, monkeypatch):
     """Same schedule (refresh every other computed step, half the blocks pivotal), 20 steps:
@@ -170,33 +167,12 @@ def test_blockcache_error_well_below_dropping_the_non_pivotal_blocks(ready, kind
     patched = with_blockcache(comfy, model, pivotal_ratio=0.5, refresh_interval=1)
     cached = comfy.sample(patched, kind, steps=steps, cfg=5.0)
     assert latest_report(pack, patched).blocks_reused > 0
-    block_cache_mod = pack_module(pack, "precisecache_core.block_cache")
-
-    def drop(self, state, block, args):
-        names = [n for (b, n) in state.residuals if b == block]
-        return {n: args[n] for n in names} if names else None
-
-    monkeypatch.setattr(block_cache_mod.BlockResidualCache, "_reuse", drop)
+    drop_reused_blocks(pack, monkeypatch)
     dropped = comfy.sample(patched, kind, steps=steps, cfg=5.0)
-    err_cache, err_drop = _rel_err(cached, reference), _rel_err(dropped, reference)
+    err_cache, err_drop = relative_error(cached, reference), relative_error(dropped, reference)
     assert torch.isfinite(cached).all()
     assert err_drop > 1e-3, f"dropping blocks changed nothing ({err_drop:.3g}): the test would show nothing"
     assert err_cache < 0.6 * err_drop, f"{kind}: BlockCache error {err_cache:.4f} vs dropped {err_drop:.4f}"
-
-
-def _spy_trials(pack, monkeypatch):
-    """Record (full call args/kwargs, trial args/kwargs, trial output) of every trial forward."""
-    hooks = pack_module(pack, "nodes.hooks")
-    calls = []
-    original = hooks.trial_call
-
-    def spy(family, args, kwargs, factors, operator, trial_options):
-        targs, tkwargs = original(family, args, kwargs, factors, operator, trial_options)
-        calls.append({"args": args, "kwargs": kwargs, "targs": targs, "tkwargs": tkwargs, "factors": factors})
-        return targs, tkwargs
-
-    monkeypatch.setattr(hooks, "trial_call", spy)
-    return calls
 
 
 def _masked_latent(channels, shape, first_frame_strength=1.0):
@@ -222,7 +198,7 @@ def test_trial_timestep_follows_the_models_own_computation_under_a_noise_mask(re
     latent = _masked_latent(channels, shape)
     pos = comfy.conditioning(kind, 1, "positive", latent_shape=shape)
     neg = comfy.conditioning(kind, 1, "negative", latent_shape=shape)
-    calls = _spy_trials(pack, monkeypatch)
+    calls = spy_trials(pack, monkeypatch)
     patched = with_lfcache(comfy, model, alpha=1.0)
     out = comfy.nodes.KSampler().sample(patched, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
     assert torch.isfinite(out).all()
@@ -325,7 +301,7 @@ def test_ltxv_guides_run_to_the_end_with_trial_inputs_placed_as_the_model_places
     off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
     assert_same(sample(off), reference)
 
-    calls = _spy_trials(pack, monkeypatch)
+    calls = spy_trials(pack, monkeypatch)
     seen = _capture_positions(dm, monkeypatch)
     on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
     out = sample(on)
@@ -404,7 +380,7 @@ def test_bf16_weights_finite_and_exact_when_off(ready, kind):
     on = with_blockcache(comfy_, with_lfcache(comfy_, model, alpha=1.0), pivotal_ratio=0.5)
     out = comfy_.sample(on, kind, steps=12, cfg=5.0)
     assert torch.isfinite(out).all() and latest_report(pack, on).blocks_reused > 0
-    assert _rel_err(out, reference) < 1.0
+    assert relative_error(out, reference) < 1.0
 
 
 def _write_wan_lora(directory):
@@ -430,7 +406,7 @@ def test_lora_loaded_with_loraloadermodelonly_finite_and_exact_when_off(ready):
     model = comfy.node("LoraLoaderModelOnly")().load_lora_model_only(base, name, 1.0)[0]
     plain = comfy.sample(base, "wan", steps=12, cfg=5.0)
     reference = comfy.sample(model, "wan", steps=12, cfg=5.0)
-    assert _rel_err(reference, plain) > 1e-3, "the LoRA changed nothing: the test would show nothing"
+    assert relative_error(reference, plain) > 1e-3, "the LoRA changed nothing: the test would show nothing"
     off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
     assert_same(comfy.sample(off, "wan", steps=12, cfg=5.0), reference)
     on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
@@ -444,7 +420,7 @@ def test_wan_control_inputs_are_downsampled_with_the_latent_and_exact_when_off(r
     reference = comfy.sample(model, kind, steps=12, cfg=5.0)
     off = with_blockcache(comfy, with_lfcache(comfy, model, alpha=0.0), pivotal_ratio=1.0)
     assert_same(comfy.sample(off, kind, steps=12, cfg=5.0), reference)
-    calls = _spy_trials(pack, monkeypatch)
+    calls = spy_trials(pack, monkeypatch)
     on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
     out = comfy.sample(on, kind, steps=12, cfg=5.0)
     assert torch.isfinite(out).all() and latest_report(pack, on).blocks_reused > 0
@@ -569,7 +545,7 @@ def test_hunyuan15_exact_when_off_and_trial_inputs_made_small_with_the_latent(re
         assert dm.time_r_in is not None
         handles.append(dm.time_r_in.register_forward_hook(
             lambda mod, a, out: time_r.append((len(tokens), a[0].detach().clone()))))
-    calls = _spy_trials(pack, monkeypatch)
+    calls = spy_trials(pack, monkeypatch)
     try:
         on = with_blockcache(comfy, with_lfcache(comfy, model, alpha=1.0), pivotal_ratio=0.5)
         out = sample(on)

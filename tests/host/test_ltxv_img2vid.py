@@ -19,8 +19,7 @@ import os
 import pytest
 import torch
 
-from cache_helpers import assert_same, latest_report, with_blockcache, with_lfcache
-from test_family_correctness import _spy_trials  # records every trial_call's full and trial inputs
+from cache_helpers import assert_same, latest_report, spy_trials, with_blockcache, with_lfcache
 
 WIDTH, HEIGHT, LENGTH = 256, 256, 33          # latent 128 x 5 x 8 x 8
 LATENT_SHAPE = (1, 128, 5, 8, 8)
@@ -90,7 +89,7 @@ def test_ltxv_img2vid_exact_when_caching_cannot_act(ready):
 def test_ltxv_img2vid_with_lfcache_and_blockcache_runs_to_the_end(ready, monkeypatch):
     comfy, pack, model = ready["comfy"], ready["pack"], ready["comfy"].load_model("ltxv")
     node_mask = ready["latent"]["noise_mask"]
-    calls = _spy_trials(pack, monkeypatch)
+    calls = spy_trials(pack, monkeypatch)
     on = with_blockcache(comfy, with_lfcache(comfy, model, speed_target=2.0, step_aside=False))
     out = _sample(ready, on)
     report = latest_report(pack, on)

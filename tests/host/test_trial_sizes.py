@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cache_helpers import latest_report, pack_module, with_lfcache
+from cache_helpers import latest_report, spy_trials, with_lfcache
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +24,17 @@ def test_trial_runs_to_the_end_with_whole_patches(ready, kind, shape, monkeypatc
     model = comfy.load_model(kind)
     pos = comfy.conditioning(kind, 1, "positive")
     neg = comfy.conditioning(kind, 1, "negative")
-    hooks = pack_module(pack, "nodes.hooks")
-    seen = []
-    real_trial_call = hooks.trial_call
-
-    def spy(family, args, kwargs, factors, operator, options):
-        out = real_trial_call(family, args, kwargs, factors, operator, options)
-        seen.append(tuple(out[0][0].shape))
-        return out
-
-    monkeypatch.setattr(hooks, "trial_call", spy)
+    calls = spy_trials(pack, monkeypatch)
     cached = with_lfcache(comfy, model, preset="custom", speed_target=2.0)
     latent = {"samples": torch.zeros(shape)}
     out = comfy.nodes.KSampler().sample(cached, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
     report = latest_report(pack, cached)
     assert torch.isfinite(out).all() and not report.interrupted and report.trial_forwards > 0
+    seen = [tuple(c["targs"][0].shape) for c in calls]
     assert seen and all(s[3] % 2 == 0 and s[4] % 2 == 0 for s in seen), seen  # whole 2×2 patches
+    for c in calls:  # the trial latent is the call's own latent at the factors used (a stream of it)
+        ft, fh, fw = c["factors"]
+        x, x_trial = c["args"][0], c["targs"][0]
+        subsampled = x[:, :, ::ft, ::fh, ::fw]
+        assert any(torch.equal(x_trial[0], subsampled[i]) for i in range(x.shape[0])), c["factors"]
     assert not any("off for this run" in n for n in report.notes), report.notes
