@@ -7,7 +7,6 @@ work it saved (counted). Right: SSIM against the same speedup. A run identical t
 """
 from __future__ import annotations
 
-import io as _io
 import math
 import textwrap
 from typing import Sequence
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ..precisecache_core.calibration import CalibrationRow
+from .report_image import figure_png, png_image
 
 POINT_COLOR = "tab:blue"
 CHOSEN_COLOR = "tab:green"
@@ -78,14 +78,9 @@ def calibration_figure_png(rows: Sequence[CalibrationRow], floor_db: float, chos
         fig.text(0.5, 0.005, "\n".join(textwrap.wrap(subtitle, 170)[:2]), ha="center", va="bottom", fontsize=7,
                  color="0.3")
     fig.tight_layout(rect=(0, 0.04 if subtitle else 0, 1, 1))
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def calibration_image_tensor(*args, **kwargs) -> torch.Tensor:
     """The picture as a ComfyUI IMAGE: float32 ``[1, H, W, 3]`` in [0, 1]."""
-    from PIL import Image
-    image = Image.open(_io.BytesIO(calibration_figure_png(*args, **kwargs))).convert("RGB")
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
+    return png_image(calibration_figure_png(*args, **kwargs))

@@ -280,8 +280,8 @@ def sampler_sample_wrapper(executor, *args, **kwargs):
         if refused:
             raise TrialInputError(
                 f"LFCache cannot run its trial forward on this {family.name} conditioning: input "
-                f"{', '.join(refused)}. Remove LFCache (PreciseCache) from this graph, or set its alpha to 0; "
-                f"BlockCache alone works with these inputs.")
+                f"{', '.join(refused)}. Remove LFCache (PreciseCache) from this graph, or set its preset to custom "
+                f"with speed_target 0 and alpha 0; BlockCache alone works with these inputs.")
         if family.model_geometry:  # e.g. LTX-Video's coordinate scales, for the guide frames' coordinates
             patcher = getattr(guider, "model_patcher", None)
             if patcher is not None:

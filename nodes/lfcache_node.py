@@ -9,7 +9,7 @@ from ..precisecache_core import LFCACHE_PRESETS, LFCacheConfig
 from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET, check_inputs
 from .hooks import apply_setup
 from .inputs import CATEGORY, config_inputs, config_values, model_input, validation_result
-from .presets import calibrated_choices, calibrated_config, calibrated_name, choice_fingerprint, load_choice
+from .presets import choice_fingerprint, preset_choices, resolve_choice
 
 PRESETS = [*LFCACHE_PRESETS, "custom"]
 PRESET_HELP = ("Each preset asks for a share of the work, spent on the steps whose low-frequency change is "
@@ -28,7 +28,7 @@ INPUT_FIELDS = ("speed_target", "alpha", "trial_downsample", "lowpass_radius", "
 
 def preset_options() -> list[str]:
     """The built-in presets, 'custom', then the saved calibrated presets (read at every call)."""
-    return [*PRESETS, *calibrated_choices()]
+    return preset_choices(PRESETS)
 
 
 class LFCacheNode(io.ComfyNode):
@@ -75,11 +75,7 @@ class LFCacheNode(io.ComfyNode):
 def preset_config(preset: str, custom: LFCacheConfig) -> LFCacheConfig:
     """The config ``preset`` stands for (``custom`` for 'custom'); a ValueError naming the input for an
     unknown preset or a missing or damaged calibrated one."""
-    if calibrated_name(preset) is not None:
-        return calibrated_config(load_choice(preset, "preset"))
-    if preset not in PRESETS:
-        raise ValueError(f"preset = {preset!r} is not allowed: choose one of {preset_options()}")
-    return LFCACHE_PRESETS.get(preset, custom)
+    return resolve_choice(preset, {**LFCACHE_PRESETS, "custom": custom}, lambda lf: lf)
 
 
 def config_from_inputs(preset: str = DEFAULT_LFCACHE_PRESET, **inputs) -> LFCacheConfig:

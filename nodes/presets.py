@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import Callable, Iterable, Mapping, TypeVar
 
 import folder_paths
 
 from ..precisecache_core import LFCacheConfig
 from ..precisecache_core.preset_store import CALIBRATED_PREFIX, CalibratedPreset, PresetStore
 from .models import model_support
+
+T = TypeVar("T")
 
 
 def store() -> PresetStore:
@@ -51,6 +54,22 @@ def calibrated_config(preset: CalibratedPreset, base: LFCacheConfig | None = Non
     """``base`` (default: LFCache's defaults) with the preset's speed target and its origin."""
     return dataclasses.replace(base or LFCacheConfig(), speed_target=preset.speed_target,
                                calibration=preset.origin).validate()
+
+
+def preset_choices(builtins: Iterable[str]) -> list[str]:
+    """A preset input's options: the built-in ones, then the saved calibrated presets (read at every call)."""
+    return [*builtins, *calibrated_choices()]
+
+
+def resolve_choice(choice: str, builtins: Mapping[str, T], from_calibrated: Callable[[LFCacheConfig], T]) -> T:
+    """What a preset input's ``choice`` stands for: a calibrated preset's LFCache config (through
+    ``from_calibrated``) or a built-in; a ValueError naming the input for an unknown choice or a missing
+    or damaged calibrated preset."""
+    if calibrated_name(choice) is not None:
+        return from_calibrated(calibrated_config(load_choice(choice, "preset")))
+    if choice in builtins:
+        return builtins[choice]
+    raise ValueError(f"preset = {choice!r} is not allowed: choose one of {preset_choices(builtins)}")
 
 
 def choice_fingerprint(choice) -> str:

@@ -141,14 +141,25 @@ def report_figure_png(report: RunReport, width_px: int = 900, height_px: int | N
     bottom.set_xlim(-0.7, n - 0.3)
     bottom.yaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout(rect=(0, 0.035 if subtitle else 0, 1, 1))
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
 
 
+def png_image(png: bytes) -> torch.Tensor:
+    """PNG bytes as a ComfyUI IMAGE: float32 ``[1, H, W, 3]`` in [0, 1]."""
+    from PIL import Image
+    image = Image.open(_io.BytesIO(png)).convert("RGB")
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
+
+
 def report_image_tensor(report: RunReport) -> torch.Tensor:
     """The report picture as a ComfyUI IMAGE: float32 ``[1, H, W, 3]`` in [0, 1]."""
-    from PIL import Image
-    image = Image.open(_io.BytesIO(report_figure_png(report))).convert("RGB")
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
+    return png_image(report_figure_png(report))

@@ -11,7 +11,7 @@ from ..precisecache_core.config import DEFAULT_LFCACHE_PRESET
 from ..precisecache_core.trial import check_factors_fit
 from .hooks import apply_setup, get_setup
 from .inputs import CATEGORY, ksampler_inputs, validation_result
-from .presets import calibrated_choices, calibrated_config, calibrated_name, choice_fingerprint, load_choice
+from .presets import choice_fingerprint, preset_choices, resolve_choice
 
 PRESET_HELP = ("LFCache speed targets: " + ", ".join(
     f"{name} {lf.speed_target:g}x less work" for name, (lf, block) in SAMPLER_PRESETS.items() if lf and not block) +
@@ -22,16 +22,12 @@ PRESET_HELP = ("LFCache speed targets: " + ", ".join(
 
 def preset_options() -> list[str]:
     """The built-in presets, then the saved calibrated presets (read at every call)."""
-    return [*SAMPLER_PRESETS, *calibrated_choices()]
+    return preset_choices(SAMPLER_PRESETS)
 
 
 def preset_configs(preset: str):
     """(LFCache config or None, BlockCache config or None) of a preset (ValueError naming the input)."""
-    if calibrated_name(preset) is not None:
-        return calibrated_config(load_choice(preset, "preset")), None
-    if preset in SAMPLER_PRESETS:
-        return SAMPLER_PRESETS[preset]
-    raise ValueError(f"preset = {preset!r} is not allowed: choose one of {preset_options()}")
+    return resolve_choice(preset, SAMPLER_PRESETS, lambda lf: (lf, None))
 
 
 class PreciseCacheSamplerNode(io.ComfyNode):

@@ -26,7 +26,7 @@ import math
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import SPEED_TARGET_RANGE
@@ -82,9 +82,7 @@ class CalibratedPreset:
             "format": FORMAT, "version": VERSION, "name": self.name, "speed_target": self.speed_target,
             "quality_floor_db": self.quality_floor_db, "measured_on": self.measured_on,
             "psnr_db": self.psnr_db, "ssim": self.ssim, "created": self.created,
-            "setup": {"model": s.model, "parameters": s.parameters, "latent_shape": list(s.latent_shape),
-                      "steps": s.steps, "sampler": s.sampler, "sampler_function": s.sampler_function,
-                      "scheduler": s.scheduler, "cfg": s.cfg, "denoise": s.denoise},
+            "setup": {**asdict(s), "latent_shape": list(s.latent_shape)},
             "lfcache": dict(self.lfcache), "table": [dict(r) for r in self.rows],
         }
 

@@ -100,6 +100,11 @@ def psnr(reference: torch.Tensor, candidate: torch.Tensor, peak: float) -> float
     _check_pair(reference, candidate)
     if not (isinstance(peak, (int, float)) and peak > 0 and math.isfinite(peak)):
         raise ValueError(f"peak = {peak!r} must be a positive finite number")
+    return _psnr(reference, candidate, peak)
+
+
+def _psnr(reference: torch.Tensor, candidate: torch.Tensor, peak: float) -> float:
+    """:func:`psnr` on inputs already checked."""
     a, b = reference.reshape(-1), candidate.reshape(-1)
     squared = 0.0
     for i in range(0, a.numel(), _CHUNK_ELEMENTS):
@@ -115,6 +120,11 @@ def ssim(reference_planes: torch.Tensor, candidate_planes: torch.Tensor, peak: f
     """(mean SSIM, window side) over ``[P, H, W]`` planes; (None, 0) when the planes are too small."""
     reference_planes, candidate_planes = reference_planes.detach(), candidate_planes.detach()
     _check_pair(reference_planes, candidate_planes)
+    return _ssim(reference_planes, candidate_planes, peak)
+
+
+def _ssim(reference_planes: torch.Tensor, candidate_planes: torch.Tensor, peak: float) -> tuple[float | None, int]:
+    """:func:`ssim` on inputs already checked."""
     side = ssim_window(reference_planes.shape[-2], reference_planes.shape[-1])
     if side == 0:
         return None, 0
@@ -144,8 +154,8 @@ def compare(reference: torch.Tensor, candidate: torch.Tensor, layout: str) -> Qu
         peak = float(reference.max() - reference.min()) if reference.numel() else 0.0
         if not math.isfinite(peak) or peak <= 0:
             peak = 1.0
-    value, side = ssim(ref_planes, cand_planes, peak)
-    return Quality(psnr=psnr(reference, candidate, peak), ssim=value, peak=peak, window=side)
+    value, side = _ssim(ref_planes, cand_planes, peak)  # the pair was checked once, above
+    return Quality(psnr=_psnr(reference, candidate, peak), ssim=value, peak=peak, window=side)
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:

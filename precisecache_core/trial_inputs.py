@@ -193,9 +193,9 @@ def map_keyframe_coords(coords: torch.Tensor, latent_shape: tuple[int, ...], fac
     cells = coords.reshape(b, 3, frames, tok_h, tok_w, 2)[:, :, :, ::factors[1], ::factors[2]]
     cells = cells.reshape(b, 3, -1, 2).to(torch.float64)
     start, extent = cells[..., 0], cells[..., 1] - cells[..., 0]
-    offset = torch.tensor([1 - scale_t if causal else 0, 0, 0], dtype=torch.float64, device=coords.device)
-    f = torch.tensor(factors, dtype=torch.float64, device=coords.device)
-    new_start = (start - offset[None, :, None]) / f[None, :, None] + offset[None, :, None]
+    offset_t = 1 - scale_t if causal else 0  # Python numbers: no host-to-device copy (and sync) per trial
+    new_start = torch.stack([(start[:, 0] - offset_t) / factors[0] + offset_t, start[:, 1] / factors[1],
+                             start[:, 2] / factors[2]], dim=1)
     if causal:
         new_start[:, 0] = new_start[:, 0].clamp(min=0)
     out = torch.stack([new_start, new_start + extent], dim=-1)
@@ -231,8 +231,6 @@ def trial_value(adapter: FamilyAdapter, name: str, value: Any, latent_shape: tup
     the recorded model attributes (:data:`MODEL_GEOMETRY_KEY`)."""
     if value is None:
         return None
-    if name in adapter.not_for_trial:
-        raise TrialInputError(f"'{name}' ({adapter.not_for_trial[name]})")
     rule = adapter.rule(name)
     if rule is None:
         if isinstance(value, torch.Tensor):

@@ -23,7 +23,7 @@ A :class:`FamilyAdapter` is pure data, one per model family (``wan.py``, ``hunyu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 # -- how one forward input is made small for the trial ------------------------------------------
@@ -87,8 +87,6 @@ class FamilyAdapter:
     """Latent cells per token along T, H, W (the token grid is the latent grid ÷ this)."""
     pixel_scale: int = 8
     """Pixels per latent cell along H and W, for :data:`PIXELS` inputs."""
-    not_for_trial: Mapping[str, str] = field(default_factory=dict)
-    """Inputs known to exist but that the trial cannot reproduce at low resolution: name → why."""
     appended_frames: str | None = None
     """Input whose presence means frames are appended to the latent's T axis after the video's own
     (LTX-Video: ``keyframe_idxs``, one [3, 2] coordinate pair per appended token). While it is given,
@@ -131,8 +129,6 @@ class FamilyAdapter:
         """Human-readable reasons for every input in ``names`` the trial cannot make small."""
         reasons = []
         for name in sorted(set(names)):
-            if name in self.not_for_trial:
-                reasons.append(f"'{name}' ({self.not_for_trial[name]})")
-            elif name not in CONSUMED_BY_HOST and name not in self.trial_rules:
+            if name not in CONSUMED_BY_HOST and name not in self.trial_rules:
                 reasons.append(f"'{name}' (the trial does not know how to downsample it)")
         return reasons
