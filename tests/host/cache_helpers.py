@@ -69,6 +69,12 @@ class WorkCounter:
         top = max(self.entry_sizes, default=0)
         return sum(1 for s in self.entry_sizes if s < top)
 
+    def work(self) -> float:
+        """The run's work in full forwards: Σ entry-layer input elements ÷ the largest (a trial on
+        1/32 of the tokens of one stream of a batched cond+uncond call counts 1/64)."""
+        top = max(self.entry_sizes)
+        return sum(size / top for size in self.entry_sizes)
+
     def full_block_calls(self) -> int:
         top: dict[int, int] = {}
         for block, size in self.block_sizes:

@@ -364,6 +364,11 @@ def test_ltxv_guide_coordinates_that_do_not_fit_the_latent_stop_lfcache_with_a_n
     report = latest_report(pack, on)
     assert torch.isfinite(out).all()
     assert any("keyframe_idxs" in n for n in report.notes), report.notes
+    # LFCache stepped aside before its first decision, BlockCache went on: the same result as BlockCache alone
+    block_only = with_blockcache(comfy, model, pivotal_ratio=0.5)
+    alone = comfy.nodes.KSampler().sample(block_only, 0, 12, 4.0, "euler", "simple", pos, neg, latent)[0]["samples"]
+    assert report.skipped_steps == [] and latest_report(pack, block_only).blocks_reused > 0
+    assert_same(out, alone)
 
 
 @pytest.mark.parametrize("kind", ["wan", "hunyuan", "ltxv"])

@@ -162,6 +162,10 @@ def test_same_configuration_inside_every_actor_fresh_per_run_report_from_rank_ze
     assert first.blocks_reused == second.blocks_reused > 0
     import torch
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][0], outs[0][1])
+    # what every actor computes is the pack's own LFCache + BlockCache with those settings on a fresh model
+    lf, block = ray_mod.configs_from_inputs("Turbo", 0.5, 2)
+    direct = hooks.apply_setup(comfy.load_model("wan"), lf=lf, block=block)
+    assert torch.equal(outs[0][0], comfy.sample(direct, "wan", seed=2, steps=12, cfg=5.0))
 
 
 def pack_module_of(ray_mod, dotted: str):

@@ -23,12 +23,6 @@ def ready(comfy, tiny_models, precisecache_pack):
     return comfy, precisecache_pack
 
 
-def _work(counter) -> float:
-    """Work in full forwards: Σ input elements ÷ the largest (a full cond+uncond call)."""
-    top = max(counter.entry_sizes)
-    return sum(size / top for size in counter.entry_sizes)
-
-
 def _sample(comfy, model, steps, cfg, sampler, start=None, end=None, latent=None, seed=3):
     pos = comfy.conditioning("wan", 1, "positive", latent_shape=SHAPE)
     neg = comfy.conditioning("wan", 1, "negative", latent_shape=SHAPE)
@@ -43,7 +37,7 @@ def _sample(comfy, model, steps, cfg, sampler, start=None, end=None, latent=None
                                                         "enable" if end < steps else "disable")
     finally:
         counter.close()
-    return out[0]["samples"], _work(counter)
+    return out[0]["samples"], counter.work()
 
 
 @pytest.mark.parametrize("steps, sampler", [(20, "euler"), (30, "euler"), (50, "euler"), (20, "heun"), (30, "heun")])
