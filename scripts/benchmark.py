@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import comfy_host
 from bench.common import HOST_DIR, REPO, resolve_model
 
 
@@ -122,10 +123,11 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HOST_DIR))
     import harness
-    comfyui_dir = args.comfyui or harness.find_comfyui().path
-    if not comfyui_dir:
-        print(harness.SKIP_BANNER, file=sys.stderr)
+    host = comfy_host.find_comfyui(args.comfyui, none_found=harness.SKIP_BANNER)
+    if host.path is None:
+        print(host.reason, file=sys.stderr)
         return 2
+    comfyui_dir = host.path
     import logging
     logging.getLogger().setLevel(logging.WARNING)
 
@@ -149,11 +151,7 @@ def main(argv=None) -> int:
         steps_for = (lambda s: 12) if args.smoke else (lambda s: 50 if s <= 16 else (24 if s <= 32 else 12))
         overhead = measure_overhead(bench, sizes, args.frames, args.cfg, steps_for, log=log)
     import torch
-    comfy_version = None
-    try:
-        comfy_version = harness.find_comfyui().version
-    except Exception:  # noqa: BLE001
-        pass
+    comfy_version = host.version
     cmd = "python3 scripts/benchmark.py" + ("".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])))
     results = {
         "meta": {

@@ -41,7 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from precisecache_core.config import DEFAULT_LFCACHE_PRESET, LFCACHE_PRESETS  # noqa: E402  (pure torch)
+from precisecache_core.config import (DEFAULT_LFCACHE_PRESET, FEW_STEP_LIMIT, LFCACHE_PRESETS,  # noqa: E402  (pure torch)
+                                      PRESET_FIDELITY_DB, SPEED_TARGET_RANGE)
 if str(REPO / "scripts") not in sys.path:
     sys.path.append(str(REPO / "scripts"))  # comfy_host, also when a test loads this file by path
 from comfy_host import http_json  # noqa: E402
@@ -203,14 +204,14 @@ def report_text(node_id, pos, report_id, group="Report") -> Node:
 
 
 PRESET_TABLE = f"""LFCache presets are speed targets (work of the uncached run / work of this run, trials included):
-- {x("Base")}: mean PSNR >= 38 dB vs uncached on every benchmark model and setting.
-- {x("Turbo")}: default, >= 33 dB (visibly lossless on the benchmark models).
-- {x("Flash")}: >= 30 dB; small differences.
-- custom: any speed_target from 1.1 to 6 (or 0 for the paper's alpha rule). PreciseCache Calibrate
+- {x("Base")}: mean PSNR >= {PRESET_FIDELITY_DB["Base"]:g} dB vs uncached on every benchmark model and setting.
+- {x("Turbo")}: default, >= {PRESET_FIDELITY_DB["Turbo"]:g} dB (visibly lossless on the benchmark models).
+- {x("Flash")}: >= {PRESET_FIDELITY_DB["Flash"]:g} dB; small differences.
+- custom: any speed_target from {SPEED_TARGET_RANGE[0]:g} to {SPEED_TARGET_RANGE[1]:g} (or 0 for the paper's alpha rule). PreciseCache Calibrate
   measures what your own setup allows and saves it as a preset.
 The cache computes the steps whose low-frequency change is largest and reuses the others.
 BlockCache (optional) also reuses the residuals of non-pivotal blocks inside computed steps; bypass it
-(select it, Ctrl+B) if detail suffers. Schedules of 8 steps or fewer (4-step LoRAs) are never cached.
+(select it, Ctrl+B) if detail suffers. Schedules of {FEW_STEP_LIMIT} steps or fewer (4-step LoRAs) are never cached.
 The Report node shows the target, the work saved, the skipped steps and the reused blocks."""
 
 

@@ -132,13 +132,14 @@ def main(argv=None) -> int:
     for path in (REPO / "scripts", REPO / "tests" / "host"):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
+    import comfy_host
     import harness
     from bench.runner import Bench
-    comfyui_dir = args.comfyui or harness.find_comfyui().path
-    if comfyui_dir is None:
-        print(harness.SKIP_BANNER, file=sys.stderr)
+    host = comfy_host.find_comfyui(args.comfyui, none_found=harness.SKIP_BANNER)
+    if host.path is None:
+        print(host.reason, file=sys.stderr)
         return 2
-    bench = Bench(comfyui_dir, REPO / "models" / "precisecache_demo_wan.safetensors", args.threads)
+    bench = Bench(host.path, REPO / "models" / "precisecache_demo_wan.safetensors", args.threads)
     if not bench.model_info.get("trained"):
         print("the demo model is missing: nothing to show", file=sys.stderr)
         return 2

@@ -4,8 +4,9 @@ the analysis of the summaries (``analyze``: Pareto fronts, the best speedup per 
 open points, the input-mutation check).
 
 Speedups: wall = 1 ÷ the median over rounds of (method time ÷ uncached time in the same round); CPU
-the same with the process's CPU time; counted ("ideal") = uncached forwards ÷ (full + trial × token
-ratio − reused blocks ÷ blocks per forward), summed over the pairs; realized ÷ ideal their ratio.
+the same with the process's CPU time; counted ("ideal") = uncached forwards ÷ (full + trial work −
+reused blocks ÷ blocks per forward; trial work: per trial, its token ratio × its share of the step's
+batch, as the run report counts it), summed over the pairs; realized ÷ ideal their ratio.
 """
 from __future__ import annotations
 

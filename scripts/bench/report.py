@@ -114,8 +114,9 @@ def write_markdown(results: dict, path: Path) -> None:
                   f"{len(scen['pairs'])} seed x condition pairs, {c['repeats']} timing repeat(s)", ""]
         lines += ["Counts are means per run over the pairs; wall ratio = median over rounds of (method time ÷ "
                   "uncached time in the same round); speedup CPU time = the same with the process's CPU time "
-                  "(less sensitive to other jobs on the machine); speedup counted = uncached forwards ÷ (full + trial × token "
-                  "ratio − reused blocks ÷ blocks per forward); PSNR/SSIM of decoded frames vs the uncached output "
+                  "(less sensitive to other jobs on the machine); speedup counted = uncached forwards ÷ (full + trial work − "
+                  "reused blocks ÷ blocks per forward; trial work: per trial, its token ratio × its share of the "
+                  "step's batch); PSNR/SSIM of decoded frames vs the uncached output "
                   "(worst = lowest over pairs).", ""]
         lines += method_table(scen["methods"])
         if scen.get("determinism_failures"):

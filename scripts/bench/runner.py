@@ -281,7 +281,7 @@ class RunRecord:
 
     def cost(self, blocks_per_forward: int) -> float:
         """Counted work of this run, in full forwards."""
-        trial = self.trial_work if self.trial_work is not None else self.trial_forwards * self.token_ratio
+        trial = self.trial_work or 0.0  # the run report's trial work (None: a peer's run, no trial)
         return self.full_forwards + trial - self.blocks_reused / blocks_per_forward
 
 
