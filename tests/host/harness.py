@@ -90,6 +90,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -476,6 +477,33 @@ class ComfyServer:
         except OSError as e:
             return f"(no log: {e})"
         return "\n".join(text.splitlines()[-lines:])
+
+    def log_size(self) -> int:
+        """The log's length in bytes now: a mark for ``wait_for_log``."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def wait_for_log(self, pattern, since=0, timeout=60.0, until=None) -> str:
+        """Wait until the log, from byte ``since`` on, matches the regex ``pattern``; the match.
+        ``until()`` returning True first (e.g. the prompt already ended) fails the wait."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_alive()
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                found = regex.search(f.read().decode("utf-8", "replace"))
+            if found:
+                return found.group(0)
+            if until is not None and until():
+                raise AssertionError(f"the server log never showed {pattern!r} before it was too late\n"
+                                     f"--- server log tail ---\n{self.log_tail(30)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server log did not show {pattern!r} within {timeout:.0f} s\n"
+                                   f"--- server log tail ---\n{self.log_tail(30)}")
+            time.sleep(0.02)
 
     def _check_alive(self):
         if not self.alive():

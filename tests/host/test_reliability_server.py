@@ -214,19 +214,23 @@ def test_queued_prompts_and_two_samplers_share_one_patched_model(server):
 
 
 def test_post_interrupt_mid_sampling_then_next_prompt_is_fresh(server):
-    big = _graph(seed=11, steps=20, latent=("EmptyHunyuanLatentVideo", {"width": 256, "height": 256, "length": 33,
-                                                                        "batch_size": 1}), prefix="big")
+    steps = 400  # long enough that the interrupt, sent once sampling is seen under way, lands well inside it
+    big = _graph(seed=11, steps=steps, latent=("EmptyHunyuanLatentVideo", {"width": 256, "height": 256,
+                                                                           "length": 33, "batch_size": 1}),
+                 prefix="big")
     small = _graph(seed=12, prefix="after_interrupt")
     server.run_prompt(_graph(seed=13, prefix="warm"))  # loader and patched model cached
+    mark = server.log_size()
     pid = server.post_prompt(big)
-    deadline = time.monotonic() + 60
-    while not server.get_json("/queue")["queue_running"]:
-        assert time.monotonic() < deadline, "the prompt never started"
-        time.sleep(0.05)
-    time.sleep(1.5)  # well inside sampling (about 7 s on this CPU)
+    ended = lambda: pid in server.get_json(f"/history/{pid}")  # noqa: E731
+    # sampling is under way once the sampler's progress bar shows a finished step (not a timed guess)
+    server.wait_for_log(rf"\b[1-9]\d*/{steps} \[", since=mark, timeout=120, until=ended)
     server.post_json("/interrupt", {})
     with pytest.raises(harness.PromptFailed, match="interrupted"):
         server.wait_history(pid, timeout=120)
+    with open(server.log_path, "rb") as f:
+        f.seek(mark)
+        assert f"{steps}/{steps} [" not in f.read().decode("utf-8", "replace")  # stopped mid-sampling
     assert "[run did not complete]" in server.log_tail(200)
     after = server.load_saved_latent(server.run_prompt(small))
     server.free()
