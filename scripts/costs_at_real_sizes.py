@@ -53,11 +53,15 @@ if str(REPO / "scripts") not in sys.path:
     sys.path.append(str(REPO / "scripts"))  # comfy_host, also when a test loads this file by path
 import comfy_host  # noqa: E402
 
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))  # precisecache_core; last, so that ComfyUI's top-level names (nodes) win
+from precisecache_core.config import FLASH_BLOCKCACHE, LFCacheConfig  # noqa: E402  (pure torch)
+
 RESULTS = REPO / "docs" / "benchmark" / "results.json"
-TRIAL_FACTORS = (2, 4, 4)
-TRIAL_OPERATOR = "strided"
+TRIAL_FACTORS = LFCacheConfig().trial_downsample  # the pack's defaults, 2x4x4 strided
+TRIAL_OPERATOR = LFCacheConfig().trial_operator
 BF16_BYTES = 2
-FLASH_PIVOTAL_RATIO = 0.4  # paper's Flash: c = 40 % pivotal, 60 % of blocks reuse their residual
+FLASH_PIVOTAL_RATIO = FLASH_BLOCKCACHE.pivotal_ratio  # paper's Flash: c = 40 % pivotal, 60 % reuse their residual
 STREAMS = 2                # cond + uncond
 
 # Known values this script must reproduce (issue 11): FLOPs per forward, batch 1.
@@ -132,8 +136,6 @@ def import_comfy(comfyui_dir: str):
     # a ComfyUI imported before keeps its settings; a fresh one runs on the CPU with PyTorch attention
     fresh = "comfy.model_management" not in sys.modules
     comfy_host.import_comfy(comfyui_dir, **({"cpu": True, "use_pytorch_cross_attention": True} if fresh else {}))
-    if str(REPO) not in sys.path:
-        sys.path.append(str(REPO))  # precisecache_core; after ComfyUI so that its top-level names win
     import comfy.ops
     import comfy.ldm.modules.attention as attention
     import comfy.ldm.wan.model as wan

@@ -34,7 +34,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.join(REPO, "scripts") not in sys.path:
     sys.path.append(os.path.join(REPO, "scripts"))  # comfy_host, also in the spawned ranks
 from comfy_host import free_port, import_comfy, require_comfyui  # noqa: E402
-TRIAL_FACTORS = (2, 4, 4)
+if REPO not in sys.path:
+    sys.path.append(REPO)  # precisecache_core; last, so that ComfyUI's top-level names (nodes) win
+from precisecache_core.trial import DEFAULT_TRIAL_DOWNSAMPLE as TRIAL_FACTORS  # noqa: E402  (pure torch)
 
 
 def _comfy(comfyui_dir: str):
