@@ -26,9 +26,9 @@ from typing import Callable, Hashable
 import torch
 
 from .config import BlockCacheConfig
+from .schedule import SlotKey
 
 BlockKey = Hashable  # e.g. ("double_block", 3)
-SlotKey = Hashable   # identifies the stream(s) of one model call within a step
 BlockArgs = dict
 BlockFn = Callable[[BlockArgs], dict]
 
@@ -61,6 +61,10 @@ def residual_score(residual_norm: torch.Tensor, input_norm: torch.Tensor, rankin
     return residual_norm / input_norm.clamp_min(1e-12)
 
 
+REFRESH = "refresh"
+"""Phase of a computed step that computes every block and stores the residuals (static rule)."""
+REUSE = "reuse"
+"""Phase of a computed step whose non-pivotal blocks reuse their stored residuals (static rule)."""
 REUSE_BLOCK = "reuse_block"
 """Phase of one block that reuses its stored residual alone (trial-guided mode, :mod:`.block_guidance`,
 decides per block; no pivotal ranking here). When it has none usable it is computed and stored."""
@@ -69,8 +73,8 @@ decides per block; no pivotal ranking here). When it has none usable it is compu
 def block_phase(computed_steps_since_refresh: int | None, refresh_interval: int) -> str:
     """'refresh' when no refresh happened yet or L reuse steps have passed, else 'reuse'."""
     if computed_steps_since_refresh is None or computed_steps_since_refresh >= refresh_interval:
-        return "refresh"
-    return "reuse"
+        return REFRESH
+    return REUSE
 
 
 @dataclass
@@ -114,19 +118,19 @@ class BlockResidualCache:
             if reused is not None:
                 self.blocks_reused += 1
                 return reused
-            phase = "refresh"
-        if phase == "reuse" and state.pivotal is None and state.scores:
+            phase = REFRESH
+        if phase == REUSE and state.pivotal is None and state.scores:
             state.pivotal = self._rank(state)
-        if phase == "reuse" and state.pivotal is not None and block not in state.pivotal:
+        if phase == REUSE and state.pivotal is not None and block not in state.pivotal:
             reused = self._reuse(state, block, args)
             if reused is not None:
                 self.blocks_reused += 1
                 return reused
         snapshot = self._snapshot(state, block, args, in_place_tensors) \
-            if phase == "refresh" and in_place_tensors else None
+            if phase == REFRESH and in_place_tensors else None
         out = compute(args)
         self.blocks_computed += 1
-        if phase == "refresh" and (snapshot is not None or not in_place_tensors):
+        if phase == REFRESH and (snapshot is not None or not in_place_tensors):
             self._record(state, block, args, out, snapshot)
         return out
 

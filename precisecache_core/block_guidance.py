@@ -38,18 +38,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
+from typing import Callable
 
 import torch
 
-from .block_cache import REUSE_BLOCK, norm32, select_pivotal
+from .block_cache import REFRESH, REUSE_BLOCK, BlockKey, norm32, select_pivotal
+from .schedule import SlotKey
 
 GUIDED = "guided"
 """Block phase of a computed step in trial-guided mode: each block decided on its own."""
-REFRESH = "refresh"
-
-BlockKey = Hashable
-SlotKey = Hashable
 
 
 def trial_change(now: torch.Tensor, reference: torch.Tensor, input_norm: torch.Tensor) -> torch.Tensor:

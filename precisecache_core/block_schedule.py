@@ -10,7 +10,7 @@ Outside BlockCache's start/end window a computed step runs every block (phase No
 """
 from __future__ import annotations
 
-from .block_cache import block_phase
+from .block_cache import REFRESH, block_phase
 from .block_guidance import GUIDED
 from .schedule import StepClock
 
@@ -39,5 +39,5 @@ class BlockSchedule:
         if step != self._step:
             self._step = step
             self._phase = block_phase(self._computed_since_refresh, self.refresh_interval)
-            self._computed_since_refresh = 0 if self._phase == "refresh" else self._computed_since_refresh + 1
+            self._computed_since_refresh = 0 if self._phase == REFRESH else self._computed_since_refresh + 1
         return self._phase

@@ -26,7 +26,7 @@ from typing import Hashable, Sequence
 
 import torch
 
-from .block_cache import BlockArgs, BlockFn, BlockKey, BlockResidualCache
+from .block_cache import REFRESH, BlockArgs, BlockFn, BlockKey, BlockResidualCache
 from .block_guidance import GUIDED, BlockGuidance, phase_for
 from .block_schedule import BlockSchedule
 from .config import FEW_STEP_LIMIT, BlockCacheConfig, LFCacheConfig, static_fallback
@@ -197,7 +197,7 @@ class PreciseCacheRun:
         if not self.block_active:
             return plan
         plan.block_phase = self.block_schedule.phase(plan.step, plan.sigma)
-        if plan.block_phase == "refresh":
+        if plan.block_phase == REFRESH:
             self.blocks.start_refresh(plan.slot)
         return plan
 

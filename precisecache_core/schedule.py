@@ -72,7 +72,6 @@ class StepClock:
         return self.end_sigma < sigma <= self.start_sigma * (1.0 + _REL_TOL)
 
 
-
 SlotKey = tuple[tuple[Hashable, ...], int]
 """One model call's place within its step: (the stream uuids of the call, how many calls with that tuple
 came before it in the step). Cond and uncond batched together form one slot, called separately two; an

@@ -8,12 +8,11 @@ the records alone, so the lists cannot fall out of step with each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Mapping
+from typing import Mapping
 
+from .block_cache import BlockKey
 from .report import RunReport
 from .step_policy import StepDecision
-
-BlockKey = Hashable
 
 
 @dataclass
