@@ -485,6 +485,12 @@ class ComfyServer:
         except OSError:
             return 0
 
+    def log_since(self, mark: int) -> str:
+        """The log's text from byte ``mark`` (a ``log_size()``) on."""
+        with open(self.log_path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode("utf-8", "replace")
+
     def wait_for_log(self, pattern, since=0, timeout=60.0, until=None) -> str:
         """Wait until the log, from byte ``since`` on, matches the regex ``pattern``; the match.
         ``until()`` returning True first (e.g. the prompt already ended) fails the wait."""
@@ -492,9 +498,7 @@ class ComfyServer:
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()
-            with open(self.log_path, "rb") as f:
-                f.seek(since)
-                found = regex.search(f.read().decode("utf-8", "replace"))
+            found = regex.search(self.log_since(since))
             if found:
                 return found.group(0)
             if until is not None and until():

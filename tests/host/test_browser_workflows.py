@@ -326,6 +326,8 @@ def test_nodes_are_under_sampling_precisecache_in_the_menu_and_the_search(fresh_
     for entry in ("Add Node", "sampling", ws.PACK_FOLDER):
         page.locator(".litecontextmenu .litemenu-entry", has_text=entry).last.click(timeout=10_000)
         page.wait_for_timeout(400)
+    # the last click's sub-menu may still be drawing: wait for it, not for a fixed time
+    page.wait_for_function("() => document.querySelectorAll('.litecontextmenu').length >= 4", timeout=10_000)
     menus = _menu_entries(page)
     assert len(menus) == 4 and ws.PACK_FOLDER in menus[2], menus
     assert set(menus[3]) == categories["sampling/PreciseCache"] | {"demo"}, menus[3]

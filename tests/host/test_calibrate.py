@@ -15,6 +15,7 @@ point, so whether it steps aside cannot depend on timing noise and independent r
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -330,7 +331,9 @@ def test_damaged_and_path_like_presets_are_refused_by_name_over_http(server, com
         assert "HTTP 400" in message and f'"{node_id}"' in message, message
         for part in parts:
             assert part in message, (part, message)
-    assert not os.path.exists(os.path.join(comfy_base_dir, "user", "default", "outside.json"))
+    # neither name escaped the presets folder (../outside would land in user/default/precisecache/,
+    # ../../../outside in user/): no such file anywhere under the base directory
+    assert not glob.glob(os.path.join(comfy_base_dir, "**", "outside*.json"), recursive=True)
     # the server keeps serving
     entry = server.run_prompt(_lfcache_graph("Base", prefix="after_refusals"))
     assert torch.isfinite(server.load_saved_latent(entry)).all()

@@ -10,16 +10,18 @@ and the report read from rank 0. Real collectives between actors: tests/host/tes
 """
 from __future__ import annotations
 
-import importlib
+import dataclasses
 
 import pytest
+import torch
 
+from cache_helpers import pack_module
 from precisecache_core.config import LFCACHE_PRESETS
 
 
 @pytest.fixture(scope="module")
 def ray_mod(precisecache_pack):
-    return importlib.import_module(f"{precisecache_pack.module.__name__}.nodes.ray_nodes")
+    return pack_module(precisecache_pack, "nodes.ray_nodes")
 
 
 class _Remote:
@@ -127,9 +129,8 @@ def test_topology_gives_the_group_of_ranks_that_make_one_sample(ray_mod):
 
 
 def test_same_configuration_inside_every_actor_fresh_per_run_report_from_rank_zero(comfy, tiny_models, ray_mod,
-                                                                                   monkeypatch):
-    import dataclasses
-    hooks = pack_module_of(ray_mod, "nodes.hooks")
+                                                                                   precisecache_pack, monkeypatch):
+    hooks = pack_module(precisecache_pack, "nodes.hooks")
     # no stepping aside on measured time (a loaded test machine would make that differ between runs)
     monkeypatch.setitem(ray_mod.LFCACHE_PRESETS, "Turbo",
                         dataclasses.replace(ray_mod.LFCACHE_PRESETS["Turbo"], step_aside=False))
@@ -160,16 +161,11 @@ def test_same_configuration_inside_every_actor_fresh_per_run_report_from_rank_ze
     first, second = reports.reports[0], reports.reports[1]
     assert first.skipped_steps == second.skipped_steps and first.skipped_steps  # fresh state each run
     assert first.blocks_reused == second.blocks_reused > 0
-    import torch
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][0], outs[0][1])
     # what every actor computes is the pack's own LFCache + BlockCache with those settings on a fresh model
     lf, block = ray_mod.configs_from_inputs("Turbo", 0.5, 2)
     direct = hooks.apply_setup(comfy.load_model("wan"), lf=lf, block=block)
     assert torch.equal(outs[0][0], comfy.sample(direct, "wan", seed=2, steps=12, cfg=5.0))
-
-
-def pack_module_of(ray_mod, dotted: str):
-    return importlib.import_module(f"{ray_mod.__name__.rsplit('.nodes.', 1)[0]}.{dotted}")
 
 
 def test_report_node_says_what_to_connect_when_rank_zero_has_no_run(comfy, tiny_models, ray_mod, monkeypatch):
@@ -180,23 +176,27 @@ def test_report_node_says_what_to_connect_when_rank_zero_has_no_run(comfy, tiny_
 
 
 
-def test_what_is_sent_to_the_actors_pickles_by_value(comfy, tiny_models, ray_mod):
+def test_what_is_sent_to_the_actors_pickles_by_value(comfy, tiny_models, ray_mod, precisecache_pack):
     """Ray sends the patch function with the pack by value (workers cannot import it by its folder
     path): everything it reaches must pickle — e.g. no functools.cached_property (a lock in Python
     3.11), no logger or lock held by value. Checked with cloudpickle, which Ray vendors; the round trip
-    applies the patch to a model like an actor would. The full path with Ray: test_ray_local.py."""
+    applies the patch to a model like an actor would, and its output equals the pack's own LFCache +
+    BlockCache applied directly. The full path with Ray: test_ray_local.py."""
     cloudpickle = pytest.importorskip("cloudpickle")
-    top = importlib.import_module(ray_mod.__name__.rsplit(".nodes.", 1)[0])
+    top = precisecache_pack.module
     cloudpickle.register_pickle_by_value(top)
     try:
         topology = ray_mod.Topology("none")
         lf, block = ray_mod.configs_from_inputs("Turbo", 0.5, 2)
+        lf = dataclasses.replace(lf, step_aside=False)  # no decision on measured time: both runs decide alike
         sent = cloudpickle.dumps((ray_mod.patch_actor_model, lf, block, topology, "sharded"))
         report_fn = cloudpickle.dumps(ray_mod.latest_report_dict)
     finally:
         cloudpickle.unregister_pickle_by_value(top)
     fn, *args = cloudpickle.loads(sent)
     model = fn(comfy.load_model("wan"), *args)
-    comfy.sample(model, "wan", seed=2, steps=10, cfg=5.0)
+    out = comfy.sample(model, "wan", seed=2, steps=10, cfg=5.0)
     report = cloudpickle.loads(report_fn)(model)
     assert report["steps"] == 10 and report["full_forwards"] > 0
+    direct = pack_module(precisecache_pack, "nodes.hooks").apply_setup(comfy.load_model("wan"), lf=lf, block=block)
+    assert torch.equal(out, comfy.sample(direct, "wan", seed=2, steps=10, cfg=5.0))

@@ -120,3 +120,9 @@ def test_the_timed_cached_run_differs_from_the_uncached_one_in_the_cache_alone()
     # without the cache nodes, the two are the same graph but for the saved files' names
     bypassed = {i for i, n in timed.items() if n["class_type"] in rw.BYPASSED_NODES}
     assert set(timed) - bypassed == set(uncached)
+    for i, node in uncached.items():  # same node, same widget values (links differ around the bypassed nodes)
+        widgets = lambda n: {k: v for k, v in n["inputs"].items()  # noqa: E731
+                             if not isinstance(v, list) and k != "filename_prefix"}
+        assert node["class_type"] == timed[i]["class_type"] and widgets(node) == widgets(timed[i]), i
+        if "filename_prefix" in node["inputs"]:
+            assert node["inputs"]["filename_prefix"] == timed[i]["inputs"]["filename_prefix"] + "_uncached", i
