@@ -36,14 +36,14 @@ import time
 from pathlib import Path
 
 import comfy_host
-from bench.common import HOST_DIR, REPO, resolve_model
+from bench.common import REPO, resolve_model
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="scripts/benchmark.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true",
-                    help="tiny fast run: 64x64 px at the model's frames (9 for the demo), 12 steps, 2 pairs, 6 methods, one overhead size (< 1 min)")
+                    help="tiny fast run: 64x64 px at the model's frames (9 for the demo), 12 steps, 2 pairs, 9 methods, one overhead size (< 1 min)")
     ap.add_argument("--out", type=Path, default=REPO / "bench_out", help="output directory (default bench_out/)")
     ap.add_argument("--publish", action="store_true",
                     help="write the results into docs/benchmark/ (committed, used by docs/benchmark.md)")
@@ -121,9 +121,7 @@ def main(argv=None) -> int:
     out_dir = (REPO / "docs" / "benchmark") if args.publish else args.out
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(HOST_DIR))
-    import harness
-    host = comfy_host.find_comfyui(args.comfyui, none_found=harness.SKIP_BANNER)
+    host = comfy_host.find_comfyui(args.comfyui)
     if host.path is None:
         print(host.reason, file=sys.stderr)
         return 2

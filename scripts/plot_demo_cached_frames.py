@@ -35,6 +35,8 @@ DEFAULT_PROMPTS = ("a white circle growing", "a cyan triangle moving right on st
                    "a red circle on a checkerboard, camera panning left")
 DEFAULT_OUT = REPO / "docs" / "images" / "demo_uncached_vs_cached.png"
 FRAMES_SHOWN = (0, 2, 4, 6, 8)
+SIZE, FRAMES, CFG = 128, 9, 5.0
+"""The clip sampled (pixels per side, frames) and its CFG scale; euler/simple."""
 DIFF_GAIN = 4.0
 
 
@@ -43,7 +45,7 @@ def measure(bench, prompts, presets, seed: int, steps: int, log=print) -> list[d
     from bench.metrics import video_metrics
     from bench.scenarios import ScenarioConfig
     config = bench.config_mod
-    cfg = ScenarioConfig("frames", size=128, frames=9, steps=steps, cfg=5.0)
+    cfg = ScenarioConfig("frames", size=SIZE, frames=FRAMES, steps=steps, cfg=CFG)
     models = {}
     for name in presets:
         if name not in config.LFCACHE_PRESETS:
@@ -110,8 +112,8 @@ def draw(rows, out: Path) -> None:
                 ax.set_xticks([])
                 ax.set_yticks([])
     fig.suptitle("Demo model (tiny Wan 2.1): uncached vs LFCache presets, same seed\n"
-                 "euler, 50 steps, CFG 5, 128x128 px, 9 frames; PSNR of the whole clip vs uncached; "
-                 "work saved counted in model forwards (trials included), as the run report counts it",
+                 f"euler, {rows[0]['steps']} steps, CFG {CFG:g}, {SIZE}x{SIZE} px, {FRAMES} frames; PSNR of the "
+                 "whole clip vs uncached; work saved counted in model forwards (trials included), as the run report counts it",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,13 +135,13 @@ def main(argv=None) -> int:
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     import comfy_host
-    import harness
+    from bench.common import DEFAULT_MODEL
     from bench.runner import Bench
-    host = comfy_host.find_comfyui(args.comfyui, none_found=harness.SKIP_BANNER)
+    host = comfy_host.find_comfyui(args.comfyui)
     if host.path is None:
         print(host.reason, file=sys.stderr)
         return 2
-    bench = Bench(host.path, REPO / "models" / "precisecache_demo_wan.safetensors", args.threads)
+    bench = Bench(host.path, DEFAULT_MODEL, args.threads)
     if not bench.model_info.get("trained"):
         print("the demo model is missing: nothing to show", file=sys.stderr)
         return 2
@@ -150,7 +152,7 @@ def main(argv=None) -> int:
     numbers = [{"prompt": r["prompt"], "seed": r["seed"], "steps": r["steps"],
                 "cached": [{k: v for k, v in c.items() if k != "frames"} for c in r["cached"]]} for r in rows]
     summary = {"model": bench.model_info.get("source"), "model_sha256": bench.model_info.get("sha256"),
-               "sampler": "euler", "scheduler": "simple", "cfg": 5.0, "size": [128, 128], "frames": 9,
+               "sampler": "euler", "scheduler": "simple", "cfg": CFG, "size": [SIZE, SIZE], "frames": FRAMES,
                "step_aside": False, "runs": numbers}
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")

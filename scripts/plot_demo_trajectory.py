@@ -53,13 +53,6 @@ def import_comfy():
     return comfy, nodes
 
 
-def lowpass_mask(h: int, w: int, radius_frac: float = 0.2):
-    """The pack's own low-pass mask (uncentred FFT layout, ``precisecache_core.lowpass``)."""
-    sys.path.insert(0, str(REPO))
-    from precisecache_core.lowpass import lowpass_mask as core_mask
-    return core_mask(h, w, radius_frac)
-
-
 def freq_split_diff(a, b, mask):
     """(low, high, total) L2 norms of a - b, split with the FFT mask over the last 2 dims."""
     import torch
@@ -223,6 +216,7 @@ def changes_per_step(traj: dict, names: list[str], latent_size: int):
     """Per prompt and branch: the low / high / total frequency change between consecutive predictions and
     the relative LFD; and their means over the prompts (keys low, high, low_guided, rel, low_x0, high_x0)."""
     import torch
+    from precisecache_core.lowpass import lowpass_mask  # the pack's own mask (uncentred FFT layout)
     mask = lowpass_mask(latent_size, latent_size, 0.2)
     per_prompt = {}
     for name in names:

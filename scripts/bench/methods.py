@@ -25,11 +25,9 @@ from .common import REPO, fmt
 from .scenarios import ScenarioConfig
 
 FLASH_TARGET_FAMILIES = ("PreciseCache Flash (target, static)", "PreciseCache Flash (target, trial-guided)")
-MAIN_FAMILIES = (*FLASH_TARGET_FAMILIES, "PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash",
-                 "PreciseCache BlockCache",
-                 "EasyCache (copy-fixed)", "LazyCache", "EasyCache (as shipped)")
 PRECISECACHE_FAMILIES = (*FLASH_TARGET_FAMILIES, "PreciseCache target", "PreciseCache LFCache", "PreciseCache Flash",
                          "PreciseCache BlockCache")
+MAIN_FAMILIES = (*PRECISECACHE_FAMILIES, "EasyCache (copy-fixed)", "LazyCache", "EasyCache (as shipped)")
 PEER_WINDOW = (0.15, 0.95)
 """start_percent, end_percent of every EasyCache / LazyCache run."""
 

@@ -96,10 +96,10 @@ def summarize(bench: Bench, runs: ScenarioRuns) -> dict:
             "stepped_aside_pairs": [r.pair for r in first if r.stepped_aside],
             "psnr_identical": m.name == "uncached" or (len(finite) == 0),
             "psnr_identical_pairs": len(psnrs) - len(finite),
-            "psnr_mean": (sum(finite) / len(finite)) if finite else None,
+            "psnr_mean": mean(finite),
             "psnr_worst": min(psnrs) if finite else None,
             "psnr_per_pair": [p if math.isfinite(p) else None for p in psnrs],
-            "ssim_mean": sum(ssims) / len(ssims),
+            "ssim_mean": mean(ssims),
             "ssim_worst": min(ssims),
             "ssim_per_pair": ssims,
         })

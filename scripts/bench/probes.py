@@ -25,7 +25,8 @@ def measure_trial_agreement(bench: Bench, cfg: ScenarioConfig, pairs, alphas=(0.
     import torch
     from scipy.stats import spearmanr
     lfd = bench.lowpass_mod.low_frequency_distance
-    factors = bench.trial_mod.effective_factors(bench.trial_mod.DEFAULT_TRIAL_DOWNSAMPLE, cfg.latent_shape)
+    factors = bench.trial_mod.effective_factors(bench.trial_mod.DEFAULT_TRIAL_DOWNSAMPLE, cfg.latent_shape,
+                                                bench.families_mod.WAN.patch_size)  # as the pack's run does
     operators = ("strided", "avg_pool")
     calls: list[tuple] = []
     input_std: dict[str, list[float]] = {name: [] for name in operators}
@@ -37,7 +38,7 @@ def measure_trial_agreement(bench: Bench, cfg: ScenarioConfig, pairs, alphas=(0.
         for name in operators:
             targs, tkwargs = bench.trial_inputs_mod.trial_call(bench.families_mod.WAN, args, kwargs, factors, name,
                                                                bench.hooks._trial_options(options))
-            if not calls or len(calls) % cfg.steps == 0:
+            if not calls:  # the pair's first call (calls is cleared per pair)
                 input_std[name].append(float(targs[0].float().std()))
             with torch.no_grad():
                 trials[name] = executor(*targs, **tkwargs).detach().clone()
@@ -153,8 +154,9 @@ def measure_overhead(bench: Bench, sizes: list[int], frames: int, cfg_scale: flo
                     extra_t.append(total - sum(tr) - sum(fu))
         report = bench.latest_report(timed)
         # the metric alone, on the trial prediction's shape
-        factors = bench.trial_mod.DEFAULT_TRIAL_DOWNSAMPLE
-        shape = (2, 16) + tuple(-(-d // f) for d, f in zip(scen.latent_shape[2:], factors))
+        factors = bench.trial_mod.effective_factors(bench.trial_mod.DEFAULT_TRIAL_DOWNSAMPLE, scen.latent_shape,
+                                                    bench.families_mod.WAN.patch_size)
+        shape = (2, scen.latent_shape[1]) + tuple(-(-d // f) for d, f in zip(scen.latent_shape[2:], factors))
         a, b = torch.randn(shape), torch.randn(shape)
         for _ in range(5):
             bench.lowpass_mod.low_frequency_distance(a, b)
