@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cache_helpers import (assert_same, drop_reused_blocks, latest_report, pack_module, relative_error, spy_on_runs,
+from cache_helpers import (BLOCK_DEFAULTS, assert_same, drop_reused_blocks, latest_report, pack_module, relative_error, spy_on_runs,
                            with_blockcache, with_lfcache)
 
 KINDS = ["wan", "hunyuan", "ltxv"]
@@ -233,7 +233,7 @@ def test_node_refuses_bad_mode_and_threshold_by_name(ready):
     assert (optional["change_threshold"][1]["min"], optional["change_threshold"][1]["max"]) == (0.0, 2.0)
     # the node's own config builder refuses them by name
     build = pack_module(pack, "nodes.blockcache_node").config_from_inputs
-    inputs = dict(pivotal_ratio=0.4, refresh_interval=3, start_percent=0.0, end_percent=1.0)
+    inputs = {k: v for k, v in BLOCK_DEFAULTS.items() if k != "mode"}
     assert build(**inputs, mode="trial_guided", change_threshold=0.05).change_threshold == 0.05
     with pytest.raises(ValueError, match=r"change_threshold = 2.5 is out of range: allowed \[0.0, 2.0\]"):
         build(**inputs, mode="trial_guided", change_threshold=2.5)

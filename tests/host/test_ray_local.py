@@ -6,29 +6,27 @@ by value. Skipped when Ray is not installed (it is not in requirements-test.txt:
 """
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 
 import pytest
 import torch
+
+import harness
+from cache_helpers import pack_module
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("yunchang")
 
 HOST_DIR = os.path.dirname(os.path.abspath(__file__))
-CORE_DIR = os.path.join(os.path.dirname(HOST_DIR), "core")
-sys.path.insert(0, CORE_DIR)
 
 
 @pytest.fixture(scope="module")
 def actors(comfyui_dir, comfy_base_dir, precisecache_pack):
-    import rank_sync_workers
     from ray_local_workers import LocalRayWorker
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([HOST_DIR, CORE_DIR])}})
+             runtime_env={"env_vars": {"PYTHONPATH": HOST_DIR}})
     try:
-        port = rank_sync_workers.free_port()
+        port = harness.comfy_host.free_port()
         remote = ray.remote(num_cpus=1)(LocalRayWorker)
         workers = [remote.remote(r, 2, port, comfyui_dir, comfy_base_dir) for r in range(2)]
         ray.get([w.get_parallel_dict.remote() for w in workers])  # both joined the process group
@@ -38,7 +36,7 @@ def actors(comfyui_dir, comfy_base_dir, precisecache_pack):
 
 
 def test_the_ray_node_patches_every_actor_and_ranks_decide_alike(actors, precisecache_pack, monkeypatch):
-    ray_nodes = importlib.import_module(f"{precisecache_pack.module.__name__}.nodes.ray_nodes")
+    ray_nodes = pack_module(precisecache_pack, "nodes.ray_nodes")
     node, report_node = ray_nodes.PreciseCacheRayNode, ray_nodes.PreciseCacheRayReportNode
     monkeypatch.setattr(node, "version_probe", staticmethod(lambda: "1.5.1"), raising=False)
     import dataclasses  # no stepping aside on measured times (a loaded CPU could make both ranks step aside)
