@@ -37,6 +37,15 @@ from pathlib import Path
 
 import comfy_host
 from bench.common import REPO, resolve_model
+from bench.scenarios import ScenarioConfig  # standard library only: --help still runs without torch
+
+_SWEEPS = ScenarioConfig("main", size=128, frames=9, steps=50, cfg=5.0)
+"""The main scenario's defaults: the sweeps' command-line defaults are read from it (written once there)."""
+
+
+def _listed(values) -> str:
+    """A sweep as its command-line text: '0.2,0.3' (floats), '2:0.4:3' (tuples, colon-joined)."""
+    return ",".join(":".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}" for v in values)
 
 
 def parse_args(argv=None):
@@ -63,24 +72,24 @@ def parse_args(argv=None):
     ap.add_argument("--frames", type=int, default=None,
                     help="video frames (latent frames = 1 + (frames - 1) / 4); default: the frames the model was "
                          "trained at (its file's training metadata), else 9; --smoke uses it too")
-    ap.add_argument("--pairs", type=int, default=8, help="seed x condition pairs of the main scenario")
-    ap.add_argument("--repeats", type=int, default=2, help="timing repeats of the main scenario (rounds = pairs x repeats)")
+    ap.add_argument("--pairs", type=int, default=_SWEEPS.pairs, help="seed x condition pairs of the main scenario")
+    ap.add_argument("--repeats", type=int, default=_SWEEPS.repeats, help="timing repeats of the main scenario (rounds = pairs x repeats)")
     ap.add_argument("--large-size", type=int, default=256, help="frame size of the 'large' scenario (latent 32x32)")
     ap.add_argument("--large-pairs", type=int, default=4)
     ap.add_argument("--large-repeats", type=int, default=2)
     ap.add_argument("--xl-size", type=int, default=512, help="frame size of the opt-in 'xl' scenario (latent 64x64)")
     ap.add_argument("--xl-frames", type=int, default=9)
     ap.add_argument("--xl-pairs", type=int, default=2)
-    ap.add_argument("--alphas", default="0.2,0.3,0.5,0.7,1.0,1.25,1.5,2.0", help="LFCache α sweep")
-    ap.add_argument("--flash-alphas", default="0.3,0.5,0.7,1.0", help="Flash α sweep (open point e)")
-    ap.add_argument("--flash-targets", default="2:0.4:3",
+    ap.add_argument("--alphas", default=_listed(_SWEEPS.alphas), help="LFCache α sweep")
+    ap.add_argument("--flash-alphas", default=_listed(_SWEEPS.flash_alphas), help="Flash α sweep (open point e)")
+    ap.add_argument("--flash-targets", default=_listed(_SWEEPS.flash_targets),
                     help="static Flash on a speed target, comma list of target:c:L (BlockCache top-c %% / L)")
-    ap.add_argument("--guided", default="2:0.02:0:3",
+    ap.add_argument("--guided", default=_listed(_SWEEPS.guided),
                     help="trial-guided Flash, comma list of target:τ:c:L (change threshold, pivotal ratio, max reuses)")
-    ap.add_argument("--easy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="EasyCache (copy-fixed) sweep")
-    ap.add_argument("--lazy-thresholds", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0", help="LazyCache sweep")
-    ap.add_argument("--easy-shipped-thresholds", default="0.1,0.2", help="EasyCache as shipped (reference only)")
-    ap.add_argument("--dmax-first-k", type=int, default=5, help="open point c: Δmax = max over the first k Δ's")
+    ap.add_argument("--easy-thresholds", default=_listed(_SWEEPS.easy_thresholds), help="EasyCache (copy-fixed) sweep")
+    ap.add_argument("--lazy-thresholds", default=_listed(_SWEEPS.lazy_thresholds), help="LazyCache sweep")
+    ap.add_argument("--easy-shipped-thresholds", default=_listed(_SWEEPS.easy_shipped_thresholds), help="EasyCache as shipped (reference only)")
+    ap.add_argument("--dmax-first-k", type=int, default=_SWEEPS.dmax_first_k, help="open point c: Δmax = max over the first k Δ's")
     ap.add_argument("--no-open-points", action="store_true", help="skip the open-point variants (a-d)")
     ap.add_argument("--methods", default="", help="only these method names (comma list; uncached always runs)")
     ap.add_argument("--overhead-sizes", default="16,32,64",

@@ -55,7 +55,11 @@ import comfy_host  # noqa: E402
 
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # precisecache_core; last, so that ComfyUI's top-level names (nodes) win
-from precisecache_core.config import FLASH_BLOCKCACHE, LFCacheConfig  # noqa: E402  (pure torch)
+from precisecache_core.block_cache import pivotal_count  # noqa: E402  (the pack's core: pure torch)
+from precisecache_core.config import FLASH_BLOCKCACHE, LFCacheConfig  # noqa: E402
+from precisecache_core.families import FAMILIES  # noqa: E402
+from precisecache_core.trial import effective_factors, token_ratio  # noqa: E402
+from precisecache_core.trial_inputs import token_grid, trial_call  # noqa: E402
 
 RESULTS = REPO / "docs" / "benchmark" / "results.json"
 TRIAL_FACTORS = LFCacheConfig().trial_downsample  # the pack's defaults, 2x4x4 strided
@@ -177,7 +181,6 @@ def inputs(spec: Spec, latent_shape=None):
 
 
 def block_lists(family: str):
-    from precisecache_core.families import FAMILIES
     return FAMILIES[family].blocks
 
 
@@ -251,32 +254,24 @@ def count_forward(net, args, kwargs, comfy_mods, family: str | None = None, opti
 
 
 def family_patch_size(spec: Spec) -> tuple[int, int, int]:
-    from precisecache_core.families import FAMILIES
     return FAMILIES[spec.family].patch_size
 
 
 def trial_inputs(spec: Spec, args, kwargs):
     """The trial call's (args, kwargs), made by the pack's own trial_call with the factors a run uses
     (moved to whole patches where the network needs them, :func:`trial.effective_factors`)."""
-    from precisecache_core.families import FAMILIES
-    from precisecache_core.trial import effective_factors
-    from precisecache_core.trial_inputs import trial_call
     family = FAMILIES[spec.family]
     factors = effective_factors(TRIAL_FACTORS, tuple(spec.latent_shape), family.patch_size)
     return trial_call(family, args, kwargs, factors, TRIAL_OPERATOR, {})
 
 
 def tokens(spec: Spec, latent_shape) -> int:
-    from precisecache_core.families import FAMILIES
-    from precisecache_core.trial_inputs import token_grid
-    return math.prod(token_grid(tuple(latent_shape), FAMILIES[spec.family].patch_size))
+    return math.prod(token_grid(tuple(latent_shape), family_patch_size(spec)))
 
 
 # --------------------------------------------------------------------------- one model
 
 def measure_model(spec: Spec, comfy_mods) -> dict:
-    from precisecache_core.block_cache import pivotal_count
-    from precisecache_core.trial import token_ratio
     net = build(comfy_mods, spec.cls, spec.config)
     params = sum(p.numel() for p in net.parameters())
     args, kwargs = inputs(spec)
@@ -290,8 +285,7 @@ def measure_model(spec: Spec, comfy_mods) -> dict:
     if trial["error"]:
         # The trial forward as the pack builds it fails inside ComfyUI's network. Count the same trial on
         # the latent padded to the patch size (what the patch embedding computes on anyway).
-        from precisecache_core.families import FAMILIES
-        patch = FAMILIES[spec.family].patch_size
+        patch = family_patch_size(spec)
         padded = trial_shape[:2] + tuple(-(-d // p) * p for d, p in zip(trial_shape[2:], patch))
         p_args, p_kwargs = inputs(spec, padded)
         padded_count = count_forward(net, p_args, p_kwargs, comfy_mods)

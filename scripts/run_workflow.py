@@ -70,10 +70,12 @@ SAMPLER_NODES = {"PreciseCacheSampler": ("preset", "off")}
 
 
 def find_comfyui(explicit: Path | None) -> Path:
-    host = comfy_host.find_comfyui(explicit)
+    """The ComfyUI folder; exits saying where it looked (and which given path was no ComfyUI) when none."""
+    host = comfy_host.find_comfyui(explicit, none_found="No ComfyUI found: pass --comfyui DIR or set COMFYUI_DIR "
+                                                        "to a ComfyUI folder (one holding main.py and comfy/), or "
+                                                        "place it at ../ComfyUI or /opt/ComfyUI")
     if host.path is None:
-        sys.exit("No ComfyUI found: pass --comfyui DIR or set COMFYUI_DIR to a ComfyUI folder (one holding main.py "
-                 "and comfy/), or place it at ../ComfyUI or /opt/ComfyUI.")
+        sys.exit(host.reason)
     return Path(host.path)
 
 

@@ -36,7 +36,9 @@ if os.path.join(REPO, "scripts") not in sys.path:
 from comfy_host import free_port, import_comfy, require_comfyui  # noqa: E402
 if REPO not in sys.path:
     sys.path.append(REPO)  # precisecache_core; last, so that ComfyUI's top-level names (nodes) win
-from precisecache_core.trial import DEFAULT_TRIAL_DOWNSAMPLE as TRIAL_FACTORS  # noqa: E402  (pure torch)
+from precisecache_core.families import WAN  # noqa: E402  (pure torch)
+from precisecache_core.trial import DEFAULT_TRIAL_DOWNSAMPLE as TRIAL_FACTORS  # noqa: E402
+from precisecache_core.trial_inputs import token_grid  # noqa: E402
 
 
 def _comfy(comfyui_dir: str):
@@ -92,11 +94,11 @@ def _rank_main(rank: int, world: int, port: int, args, out_path: str) -> None:
         ts = torch.tensor([500.0])
         call = lambda net, x: net(x, ts, context)  # noqa: E731
         with torch.no_grad():
-            row = {"trial_latent": [1, 16, t, h, w], "trial_tokens": t * (h // 2) * (w // 2),
+            row = {"trial_latent": [1, 16, t, h, w], "trial_tokens": math.prod(token_grid(trial.shape, WAN.patch_size)),
                    "sharded_s": _timed(lambda: call(sharded, trial), args.repeats),
                    "unsharded_s": _timed(lambda: call(plain, trial), args.repeats)}
             full_shape = (1, 16, (t - 1) * TRIAL_FACTORS[0] + 1, h * TRIAL_FACTORS[1], w * TRIAL_FACTORS[2])
-            full_tokens = full_shape[2] * (full_shape[3] // 2) * (full_shape[4] // 2)
+            full_tokens = math.prod(token_grid(full_shape, WAN.patch_size))
             if full_tokens <= args.max_full_tokens:
                 full = torch.randn(full_shape, generator=torch.Generator().manual_seed(3))
                 row.update(full_latent=list(full_shape), full_tokens=full_tokens,

@@ -71,6 +71,10 @@ _CONFIG = _pack_config()
 FLASH_BLOCK = {"pivotal_ratio": _CONFIG.FLASH_BLOCKCACHE.pivotal_ratio,
                "refresh_interval": _CONFIG.FLASH_BLOCKCACHE.refresh_interval}
 """The paper's Flash BlockCache setting (c = 40 %, L = 3), from the pack's preset."""
+RANKING = _CONFIG.FLASH_BLOCKCACHE.ranking
+"""BlockCache's block ranking in every method but the open point's ranking=l2 ones (the pack's: relative_l2)."""
+FLASH_L1_FAMILY = f"Flash c={fmt(FLASH_BLOCK['pivotal_ratio'])} L=1"
+"""Open point e: the Flash preset with BlockCache refreshing every other computed step."""
 FLASH_PRESET_ALPHA = _CONFIG.PAPER_BASE.alpha
 """α of the paper's Flash preset (LFCache Base + BlockCache)."""
 PRESET_NAMES = {0.5: "paper's Base", 0.7: "paper's Turbo"}
@@ -95,16 +99,16 @@ def target_method(target, metric="accumulated", streams="cond", groups=("main",)
                   "precisecache", groups, lf={"speed_target": target, "metric": metric, "trial_streams": streams})
 
 
-def flash_method(alpha, ranking="relative_l2", groups=("main",), family="PreciseCache Flash"):
-    preset = alpha == FLASH_PRESET_ALPHA and ranking == _CONFIG.FLASH_BLOCKCACHE.ranking
+def flash_method(alpha, ranking=RANKING, groups=("main",), family="PreciseCache Flash"):
+    preset = alpha == FLASH_PRESET_ALPHA and ranking == RANKING
     tag = " (Flash preset)" if preset else ""
-    rank = "" if ranking == "relative_l2" else f", ranking={ranking}"
-    name = f"flash_a{fmt(alpha)}" + ("" if ranking == "relative_l2" else f"_{ranking}")
+    rank = "" if ranking == RANKING else f", ranking={ranking}"
+    name = f"flash_a{fmt(alpha)}" + ("" if ranking == RANKING else f"_{ranking}")
     return Method(name, f"Flash α={fmt(alpha)}{rank}{tag}", family, "precisecache", groups,
                   lf={"alpha": alpha}, block={**FLASH_BLOCK, "ranking": ranking})
 
 
-def flash_target_method(target, pivotal=0.4, interval=3, threshold=None, groups=("main",)):
+def flash_target_method(target, pivotal, interval, threshold=None, groups=("main",)):
     """LFCache speed target + BlockCache, static (the paper's top-c % / L) or trial-guided (``threshold`` τ)."""
     guided = threshold is not None
     name = f"flash_t{fmt(target)}" + (f"_tg{fmt(threshold)}" if guided else "") + f"_c{fmt(pivotal)}_L{interval}"
@@ -115,9 +119,9 @@ def flash_target_method(target, pivotal=0.4, interval=3, threshold=None, groups=
                   FLASH_TARGET_FAMILIES[guided], "precisecache", groups, lf={"speed_target": target}, block=block)
 
 
-def block_method(ranking="relative_l2", pivotal=0.4, interval=3, groups=("main",), family="PreciseCache BlockCache"):
-    name = f"block_c{fmt(pivotal)}_L{interval}" + ("" if ranking == "relative_l2" else f"_{ranking}")
-    rank = "" if ranking == "relative_l2" else f", ranking={ranking}"
+def block_method(pivotal, interval, ranking=RANKING, groups=("main",), family="PreciseCache BlockCache"):
+    name = f"block_c{fmt(pivotal)}_L{interval}" + ("" if ranking == RANKING else f"_{ranking}")
+    rank = "" if ranking == RANKING else f", ranking={ranking}"
     return Method(name, f"BlockCache c={fmt(pivotal)} L={interval}{rank}", family, "precisecache", groups,
                   block={"pivotal_ratio": pivotal, "refresh_interval": interval, "ranking": ranking})
 
@@ -141,32 +145,32 @@ def build_methods(cfg: ScenarioConfig) -> list[Method]:
     methods += [target_method(t) for t in cfg.targets]
     methods += [target_method(t, metric="drift", groups=("drift",)) for t in cfg.drift_targets]
     methods += [target_method(t, streams="all", groups=("streams",)) for t in cfg.all_stream_targets]
-    methods += [block_method(pivotal=c, interval=L) for c, L in cfg.blocks]
+    methods += [block_method(c, L) for c, L in cfg.blocks]
     methods += [flash_method(a, groups=("main", "open_e")) for a in cfg.flash_alphas]
     methods += [flash_target_method(t, c, L) for t, c, L in cfg.flash_targets]
     methods += [flash_target_method(t, c, L, threshold=tau) for t, tau, c, L in cfg.guided]
     methods += [easy_method(t) for t in cfg.easy_thresholds]
     methods += [lazy_method(t) for t in cfg.lazy_thresholds]
     methods += [easy_method(t, copy_fix=False, groups=("reference",)) for t in cfg.easy_shipped_thresholds]
+    avg_pool = [lf_method(a, variant="avg_pool", groups=("open_d",), family="LFCache avg-pool trial",
+                          tag=", avg-pool trial") for a in cfg.avg_pool_alphas]
     if not cfg.open_points:  # only the trial operator (open point d), where asked for
-        methods += [lf_method(a, variant="avg_pool", groups=("open_d",), family="LFCache avg-pool trial",
-                              tag=", avg-pool trial") for a in cfg.avg_pool_alphas]
+        methods += avg_pool
     if cfg.open_points:
         oa = cfg.open_alphas
         methods += [lf_method(a, reuse="residual", groups=("open_a",), family="LFCache reuse=residual",
                               tag=", reuse=residual") for a in oa]
-        methods += [block_method(ranking="l2", pivotal=c, interval=L, groups=("open_b",),
+        methods += [block_method(c, L, ranking="l2", groups=("open_b",),
                                  family="BlockCache ranking=l2") for c, L in cfg.blocks]
         if FLASH_PRESET_ALPHA in cfg.flash_alphas:
             methods += [flash_method(FLASH_PRESET_ALPHA, ranking="l2", groups=("open_b",), family="Flash ranking=l2")]
         k = cfg.dmax_first_k
         methods += [lf_method(a, variant=f"dmax_first{k}", groups=("open_c",), family=f"LFCache Δmax=max(first {k})",
                               tag=f", Δmax=max(first {k})") for a in oa]
-        methods += [lf_method(a, variant="avg_pool", groups=("open_d",), family="LFCache avg-pool trial",
-                              tag=", avg-pool trial") for a in cfg.avg_pool_alphas]
-        methods += [Method(f"flash_a{fmt(a)}_L1", f"Flash α={fmt(a)}, BlockCache L=1", "Flash c=0.4 L=1",
+        methods += avg_pool
+        methods += [Method(f"flash_a{fmt(a)}_L1", f"Flash α={fmt(a)}, BlockCache L=1", FLASH_L1_FAMILY,
                            "precisecache", ("open_e",), lf={"alpha": a},
-                           block={**FLASH_BLOCK, "refresh_interval": 1, "ranking": "relative_l2"})
+                           block={**FLASH_BLOCK, "refresh_interval": 1, "ranking": RANKING})
                     for a in cfg.flash_l1_alphas]
     seen = set()
     unique = []

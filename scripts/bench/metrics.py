@@ -14,7 +14,7 @@ import dataclasses
 import math
 
 from .common import fmt, mean, median
-from .methods import PRECISECACHE_FAMILIES
+from .methods import FLASH_L1_FAMILY, PRECISECACHE_FAMILIES
 from .runner import Bench, RunRecord, ScenarioRuns
 
 FIDELITY_LEVELS = (25.0, 27.5, 30.0, 32.5, 35.0, 37.5, 40.0, 42.5)
@@ -192,8 +192,8 @@ def analyze(main: dict, overhead: list[dict]) -> dict:
         "d_downsample": {"baseline": "PreciseCache LFCache", "variant": "LFCache avg-pool trial",
                          "pairs": by_variant(lambda r: r["params"].get("variant") == "avg_pool")},
         "e_flash_alpha": {"baseline": "PreciseCache Flash",
-                          "variant": "Flash c=0.4 L=1" if any(r["family"] == "Flash c=0.4 L=1" for r in rows) else None,
-                          "pairs": [[_brief(r)] for r in rows if r["family"] in ("PreciseCache Flash", "Flash c=0.4 L=1")]},
+                          "variant": FLASH_L1_FAMILY if any(r["family"] == FLASH_L1_FAMILY for r in rows) else None,
+                          "pairs": [[_brief(r)] for r in rows if r["family"] in ("PreciseCache Flash", FLASH_L1_FAMILY)]},
     }
     for key, op in opens.items():
         op["pairs"] = [p for p in op["pairs"] if p]

@@ -5,6 +5,7 @@ what the trial and the decision cost relative to a full forward (``measure_overh
 from __future__ import annotations
 
 import gc
+import math
 import time
 
 from .common import fmt, mean, median
@@ -168,7 +169,8 @@ def measure_overhead(bench: Bench, sizes: list[int], frames: int, cfg_scale: flo
         full_fwd = median(full_unc)
         row = {
             "size": size, "latent_shape": list(scen.latent_shape), "steps": steps,
-            "tokens_full": scen.latent_shape[2] * (scen.latent_shape[3] // 2) * (scen.latent_shape[4] // 2),
+            "tokens_full": math.prod(bench.trial_inputs_mod.token_grid(scen.latent_shape,
+                                                                       bench.families_mod.WAN.patch_size)),
             "trial_token_ratio": report.trial_token_ratio,
             "full_forward_ms": 1e3 * full_fwd,
             "full_forward_in_lf_run_ms": 1e3 * median(full_t),

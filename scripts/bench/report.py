@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from .common import REPO
-from .methods import FLASH_TARGET_FAMILIES, MAIN_FAMILIES
+from .methods import FLASH_L1_FAMILY, FLASH_TARGET_FAMILIES, MAIN_FAMILIES
 from .metrics import FIDELITY_LEVELS, pareto
 
 
@@ -179,7 +179,7 @@ def _plot_scenario(plt, results, scen_name, main, out_dir) -> list[str]:
         "LazyCache": ("tab:green", "v", "-"), "EasyCache (as shipped)": ("tab:red", "x", ":"),
         "LFCache reuse=residual": ("tab:brown", "o", "--"), "BlockCache ranking=l2": ("tab:gray", "s", "--"),
         "Flash ranking=l2": ("tab:pink", "D", "--"), "LFCache avg-pool trial": ("olive", "o", "--"),
-        "Flash c=0.4 L=1": ("tab:red", "D", "--"),
+        FLASH_L1_FAMILY: ("tab:red", "D", "--"),
         FLASH_TARGET_FAMILIES[0]: ("indigo", "P", "-"), FLASH_TARGET_FAMILIES[1]: ("crimson", "*", "-"),
     }
 
